@@ -1,0 +1,250 @@
+"""End-to-end throughput: Tidemark against two baselines, in the same run.
+
+Produces N Avro events (Confluent wire format, schema ids from a registry) to a
+real Kafka-protocol broker, then consumes all of them three ways and prints
+events/s and ratios:
+
+  bare      a confluent-kafka batch consume loop that touches each payload
+  avro      the same loop plus confluent-kafka's own AvroDeserializer per event
+  tidemark  the real Tidemark monitor (loop, decode, contract, watermark,
+            latency histogram, commits) until its events counter reaches N
+
+Each consumer is a fresh group member reading from the beginning; the clock
+starts at the first message so group-join time is not measured.
+
+    python bench/throughput.py --events 200000
+    python bench/throughput.py --broker tansu
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import random
+import statistics
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from confluent_kafka import Consumer, Producer
+from confluent_kafka.schema_registry import Schema, SchemaRegistryClient
+from confluent_kafka.schema_registry.avro import AvroDeserializer
+from confluent_kafka.serialization import MessageField, SerializationContext
+from fastavro import parse_schema, schemaless_writer
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from monitor.app import Monitor  # noqa: E402
+from monitor.config import (  # noqa: E402
+    KafkaConfig,
+    LagConfig,
+    LoggingConfig,
+    ProductConfig,
+    SchemaRegistryConfig,
+    ServerConfig,
+    Settings,
+)
+from monitor.logs import configure_logging  # noqa: E402
+from monitor.mockcluster import MockCluster  # noqa: E402
+from monitor.registry import ConfluentRegistryLookup  # noqa: E402
+
+TOPIC = "bench.orders"
+CONTRACT = REPO / "config" / "contracts" / "orders.avsc"
+PARTITIONS = 4
+
+
+def produce(bootstrap: str, registry: SchemaRegistryClient, n: int) -> None:
+    schema = json.loads(CONTRACT.read_text())
+    schema_id = registry.register_schema(f"{TOPIC}-value", Schema(json.dumps(schema), "AVRO"))
+    parsed = parse_schema(schema)
+    header = b"\x00" + int(schema_id).to_bytes(4, "big")
+    producer = Producer(
+        {
+            "bootstrap.servers": bootstrap,
+            "linger.ms": 50,
+            "batch.num.messages": 10000,
+            "queue.buffering.max.messages": 1_000_000,
+        }
+    )
+    rng = random.Random(1)
+    now_ms = int(time.time() * 1000)
+    for i in range(n):
+        buf = io.BytesIO()
+        buf.write(header)
+        schemaless_writer(
+            buf,
+            parsed,
+            {
+                "order_id": str(uuid.UUID(int=rng.getrandbits(128))),
+                "customer_id": f"c-{rng.randint(1, 5000)}",
+                "amount_cents": rng.randint(100, 50_000),
+                "currency": "EUR",
+                "occurred_at": now_ms - rng.randint(0, 5000),
+                "producer_id": "bench",
+                "sequence": i,
+            },
+        )
+        producer.produce(TOPIC, buf.getvalue(), partition=i % PARTITIONS)
+        if i % 10000 == 0:
+            producer.poll(0)
+    producer.flush(60)
+
+
+def consume_loop(bootstrap: str, n: int, handle: Callable[[Any], None]) -> float:
+    """Events/s of a plain batch consume loop calling handle(msg) per event."""
+    consumer = Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": f"bench-{uuid.uuid4()}",
+            "auto.offset.reset": "earliest",
+            "enable.auto.commit": False,
+        }
+    )
+    consumer.subscribe([TOPIC])
+    seen, started = 0, 0.0
+    deadline = time.monotonic() + 300
+    while seen < n and time.monotonic() < deadline:
+        batch = consumer.consume(1000, 0.5)
+        if batch and not started:
+            started = time.perf_counter()
+        for msg in batch:
+            if msg.error() is None:
+                handle(msg)
+                seen += 1
+    elapsed = time.perf_counter() - started
+    consumer.close()
+    if seen < n:
+        raise RuntimeError(f"consumed {seen} of {n}")
+    return n / elapsed
+
+
+def bare(bootstrap: str, n: int) -> float:
+    sink = []
+
+    def handle(msg: Any) -> None:
+        sink.append(len(msg.value()))
+        if len(sink) > 1000:
+            sink.clear()
+
+    return consume_loop(bootstrap, n, handle)
+
+
+def avro(bootstrap: str, registry: SchemaRegistryClient, n: int) -> float:
+    deserializer = AvroDeserializer(registry)
+    ctx = SerializationContext(TOPIC, MessageField.VALUE)
+
+    def handle(msg: Any) -> None:
+        deserializer(msg.value(), ctx)
+
+    return consume_loop(bootstrap, n, handle)
+
+
+def tidemark(bootstrap: str, registry: SchemaRegistryClient, n: int) -> float:
+    settings = Settings(
+        kafka=KafkaConfig(
+            bootstrap_servers=bootstrap,
+            group_id=f"bench-tm-{uuid.uuid4()}",
+            start_from="earliest",
+            batch_size=1000,
+        ),
+        schema_registry=SchemaRegistryConfig(url="mock://bench"),
+        server=ServerConfig(bind_address="127.0.0.1", port=0),
+        logging=LoggingConfig(format="json", level="warning"),
+        lag=LagConfig(refresh_interval=5.0),
+        products=[
+            ProductConfig(
+                name="orders",
+                owner="bench",
+                topic=TOPIC,
+                contract=CONTRACT,
+                encoding="confluent",
+                event_time="occurred_at",
+            )
+        ],
+    )
+    monitor = Monitor(settings, lookup=ConfluentRegistryLookup(client=registry))
+    stats = monitor.pipeline.products[TOPIC].stats
+    thread = threading.Thread(target=monitor.run, daemon=True)
+    thread.start()
+    started = 0.0
+    deadline = time.monotonic() + 300
+    while stats.events < n and time.monotonic() < deadline:
+        if not started and stats.events:
+            started = time.perf_counter()
+        time.sleep(0.01)
+    elapsed = time.perf_counter() - started
+    seen = stats.events
+    monitor.stop()
+    thread.join(30)
+    if seen < n:
+        raise RuntimeError(f"tidemark processed {seen} of {n}")
+    if stats.conforming != n:
+        raise RuntimeError(f"expected {n} conforming events, got {stats.conforming}")
+    return n / elapsed
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--events", type=int, default=200_000)
+    parser.add_argument("--repeat", type=int, default=3, help="runs per contender (median)")
+    parser.add_argument("--broker", choices=("mock", "tansu"), default="mock")
+    args = parser.parse_args()
+    configure_logging("json", "warning")
+
+    registry = SchemaRegistryClient.new_client({"url": "mock://bench"})
+    with BrokerUnderTest(args.broker) as bootstrap:
+        t0 = time.perf_counter()
+        produce(bootstrap, registry, args.events)
+        print(
+            f"broker {args.broker} at {bootstrap}: produced {args.events} events "
+            f"in {time.perf_counter() - t0:.1f} s",
+            flush=True,
+        )
+        results: dict[str, list[float]] = {"bare": [], "avro": [], "tidemark": []}
+        for _ in range(args.repeat):  # interleaved, so drift in the machine hits all three
+            results["bare"].append(bare(bootstrap, args.events))
+            results["avro"].append(avro(bootstrap, registry, args.events))
+            results["tidemark"].append(tidemark(bootstrap, registry, args.events))
+    med = {k: statistics.median(v) for k, v in results.items()}
+    print(f"\n{'contender':<10} {'events/s (median)':>18} {'runs':>30}")
+    for name, values in results.items():
+        runs = ", ".join(f"{v:,.0f}" for v in values)
+        print(f"{name:<10} {med[name]:>18,.0f} {runs:>30}")
+    print(f"\ntidemark / bare consume loop      = {med['tidemark'] / med['bare']:.3f}")
+    print(f"tidemark / AvroDeserializer loop  = {med['tidemark'] / med['avro']:.3f}")
+    return 0
+
+
+class BrokerUnderTest:
+    """Context manager yielding a bootstrap address for the chosen broker."""
+
+    def __init__(self, kind: str) -> None:
+        self.kind = kind
+        self._cleanup: Callable[[], None] = lambda: None
+
+    def __enter__(self) -> str:
+        if self.kind == "mock":
+            cluster = MockCluster(num_brokers=1)
+            cluster.create_topic(TOPIC, PARTITIONS)
+            self._cleanup = cluster.close
+            return cluster.bootstrap_servers
+        sys.path.insert(0, str(REPO / "tests" / "integration"))
+        from harness.brokers import start_tansu  # type: ignore[import-not-found]
+
+        broker = start_tansu()
+        broker.create_topic(TOPIC, PARTITIONS)
+        self._cleanup = broker.close
+        return str(broker.bootstrap)
+
+    def __exit__(self, *exc: object) -> None:
+        self._cleanup()
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

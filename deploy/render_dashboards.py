@@ -1,0 +1,2 @@
+def dashboards():
+    return {}

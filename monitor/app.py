@@ -1,0 +1,182 @@
+"""Wiring: settings → contracts and decoders → pipeline → loop, server, lag tracker."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import time
+from dataclasses import dataclass
+from types import FrameType
+from typing import Any
+
+import structlog
+from confluent_kafka import Consumer
+
+from monitor.config import ProductConfig, Settings
+from monitor.contracts import Contract
+from monitor.decoding import ConfluentDecoder, Decoder, RawAvroDecoder, SingleObjectDecoder
+from monitor.errors import ConfigError, ContractError
+from monitor.eventtime import make_extractor
+from monitor.lag import LagTracker
+from monitor.loop import ConsumeLoop
+from monitor.metrics import HealthState, TidemarkCollector, build_registry
+from monitor.pipeline import Pipeline, ProductPipeline
+from monitor.registry import ConfluentRegistryLookup, SchemaLookup
+from monitor.server import MetricsServer
+
+log = structlog.get_logger("tidemark")
+
+
+def _load_contract(product: ProductConfig, index: int, path: Any, key: str) -> Contract:
+    try:
+        return Contract.load(path)
+    except ContractError as exc:
+        raise ConfigError(f"products[{index}].{key} ({product.name}): {exc}") from None
+
+
+def build_decoder(
+    product: ProductConfig,
+    index: int,
+    contract: Contract,
+    lookup: SchemaLookup | None,
+    retry_after: float,
+) -> Decoder:
+    if product.encoding == "avro-raw":
+        return RawAvroDecoder(contract)
+    if product.encoding == "avro-single-object":
+        writers = [
+            _load_contract(product, index, path, f"writer_schemas[{i}]").schema
+            for i, path in enumerate(product.writer_schemas)
+        ]
+        return SingleObjectDecoder(contract, writers, max_writer_schemas=product.max_writer_schemas)
+    if lookup is None:  # guarded by Settings validation; kept for type narrowing
+        raise ConfigError(
+            f"products[{index}] ({product.name}): confluent needs schema_registry.url"
+        )
+    return ConfluentDecoder(
+        contract, lookup, retry_after=retry_after, max_writer_schemas=product.max_writer_schemas
+    )
+
+
+@dataclass(slots=True)
+class Built:
+    pipeline: Pipeline
+    lookup: ConfluentRegistryLookup | None
+
+
+def build_pipeline(settings: Settings, lookup: SchemaLookup | None = None) -> Built:
+    """Load every contract and build per-product state; ConfigError names the key."""
+    registry_lookup = lookup if isinstance(lookup, ConfluentRegistryLookup) else None
+    if lookup is None and settings.schema_registry.url:
+        registry_lookup = ConfluentRegistryLookup(settings.schema_registry.client_conf())
+        lookup = registry_lookup
+    products: dict[str, ProductPipeline] = {}
+    for i, product in enumerate(settings.products):
+        contract = _load_contract(product, i, product.contract, "contract")
+        try:
+            extractor = make_extractor(contract, product.event_time)
+        except ContractError as exc:
+            raise ConfigError(f"products[{i}].event_time ({product.name}): {exc}") from None
+        decoder = build_decoder(product, i, contract, lookup, settings.schema_registry.retry_after)
+        products[product.topic] = ProductPipeline.build(
+            product, decoder, extractor, stuck_after=settings.lag.stuck_after
+        )
+    return Built(Pipeline(products), registry_lookup)
+
+
+def consumer_conf(settings: Settings) -> dict[str, Any]:
+    conf = settings.kafka.librdkafka()
+    conf.update(
+        {
+            "group.id": settings.kafka.group_id,
+            "enable.auto.commit": False,
+            "enable.auto.offset.store": False,
+            # Start offsets are chosen in on_assign; this only covers out-of-range seeks.
+            "auto.offset.reset": "earliest",
+        }
+    )
+    return conf
+
+
+class Monitor:
+    """One Tidemark instance: consumer loop, lag tracker and HTTP server."""
+
+    def __init__(self, settings: Settings, *, lookup: SchemaLookup | None = None) -> None:
+        self.settings = settings
+        built = build_pipeline(settings, lookup)
+        self.pipeline = built.pipeline
+        self.health = HealthState(liveness_limit=settings.server.liveness_limit)
+        registry_counts = built.lookup.counts if built.lookup is not None else None
+        collector = TidemarkCollector(self.pipeline, self.health, registry_lookups=registry_counts)
+        self.registry = build_registry(collector)
+        self.server = MetricsServer(
+            self.registry, self.health, settings.server.bind_address, settings.server.port
+        )
+        conf = consumer_conf(settings)
+        self.loop: ConsumeLoop  # the client's callbacks reach the loop built just below
+        consumer = Consumer(
+            {
+                **conf,
+                "error_cb": lambda err: self.loop.error_cb(err),
+                "on_commit": lambda err, parts: self.loop.commit_cb(err, parts),
+            },
+            logger=logging.getLogger("tidemark.librdkafka"),
+        )
+        self.lag = LagTracker(conf, self.pipeline, self.health, settings.lag.refresh_interval)
+        self.loop = ConsumeLoop(
+            consumer,
+            self.pipeline,
+            self.health,
+            batch_size=settings.kafka.batch_size,
+            poll_timeout=settings.kafka.poll_timeout,
+            commit_interval=settings.kafka.commit_interval,
+            readback_messages=settings.kafka.readback_messages,
+            start_from_earliest=settings.kafka.start_from == "earliest",
+            on_rebalance=self.lag.refresh_soon,
+        )
+
+    @property
+    def metrics_url(self) -> str:
+        host = self.settings.server.bind_address
+        return (
+            f"http://{'127.0.0.1' if host in ('0.0.0.0', '') else host}:{self.server.port}/metrics"
+        )
+
+    def stop(self) -> None:
+        """Safe from a signal handler: the loop finishes its batch, commits, closes."""
+        self.health.stopping = True
+        self.loop.stop_requested.set()
+
+    def install_signal_handlers(self) -> None:
+        def request_stop(signum: int, frame: FrameType | None) -> None:
+            log.info("shutdown_requested", signal=signal.Signals(signum).name)
+            self.stop()
+
+        signal.signal(signal.SIGTERM, request_stop)
+        signal.signal(signal.SIGINT, request_stop)
+
+    def run(self) -> None:
+        """Serve and consume until stop(); blocks the calling thread."""
+        self.server.start()
+        log.info(
+            "tidemark_started",
+            metrics=self.metrics_url,
+            products=[p.name for p in self.settings.products],
+            config=self.settings.model_dump(mode="json", exclude={"products"}),
+        )
+        self.lag.start()
+        started = time.monotonic()
+        try:
+            self.loop.run()
+        finally:
+            self.lag.stop()
+            self.server.stop()
+            log.info("tidemark_stopped", uptime_seconds=round(time.monotonic() - started, 1))
+
+
+def run(settings: Settings) -> int:
+    """`tidemark run`: consume until SIGTERM/SIGINT; returns the exit code."""
+    monitor = Monitor(settings)
+    monitor.install_signal_handlers()
+    monitor.run()
+    return 0

@@ -1,0 +1,110 @@
+"""Command line: run, validate, compat, demo."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from monitor import __version__
+from monitor.errors import TidemarkError
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="tidemark",
+        description="Freshness, completeness and contract SLIs for Kafka data products.",
+    )
+    parser.add_argument("--version", action="version", version=f"tidemark {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", help="consume, check contracts and serve /metrics")
+    run.add_argument("--config", type=Path, help="YAML file (default: $TIDEMARK_CONFIG)")
+
+    validate = sub.add_parser(
+        "validate", help="check the config and every contract; non-zero exit on any problem"
+    )
+    validate.add_argument("--config", type=Path, help="YAML file (default: $TIDEMARK_CONFIG)")
+
+    compat = sub.add_parser("compat", help="is a schema change compatible, and if not, why")
+    compat.add_argument("old", type=Path, help="the schema in use (.avsc)")
+    compat.add_argument("new", type=Path, help="the proposed schema (.avsc)")
+    compat.add_argument("--mode", choices=("backward", "forward", "full"), default="backward")
+
+    demo = sub.add_parser(
+        "demo", help="embedded Kafka-protocol cluster, fault-injecting producer and a monitor"
+    )
+    demo.add_argument("--port", type=int, default=9308, help="HTTP port for /metrics")
+    demo.add_argument("--bind", default="127.0.0.1", help="HTTP bind address")
+    demo.add_argument(
+        "--duration", type=float, default=0.0, help="stop after this many seconds (0: Ctrl-C)"
+    )
+    demo.add_argument(
+        "--summary-interval", type=float, default=5.0, help="seconds between live summaries"
+    )
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        if args.command == "run":
+            return _run(args.config)
+        if args.command == "validate":
+            return _validate(args.config)
+        if args.command == "compat":
+            return _compat(args.old, args.new, args.mode)
+        if args.command == "demo":
+            from monitor.demo import run_demo
+
+            return run_demo(
+                port=args.port,
+                bind=args.bind,
+                duration=args.duration,
+                summary_interval=args.summary_interval,
+            )
+    except TidemarkError as exc:
+        print(f"tidemark: {exc}", file=sys.stderr)
+        return 2
+    return 2
+
+
+def _run(config: Path | None) -> int:
+    from monitor.app import run
+    from monitor.config import load_settings
+    from monitor.logs import configure_logging
+
+    settings = load_settings(config)
+    configure_logging(settings.logging.format, settings.logging.level)
+    return run(settings)
+
+
+def _validate(config: Path | None) -> int:
+    from monitor.app import build_pipeline
+    from monitor.config import load_settings
+
+    settings = load_settings(config)
+    built = build_pipeline(settings)
+    for product in built.pipeline.products.values():
+        cfg = product.config
+        print(
+            f"ok  {cfg.name}: topic {cfg.topic}, {cfg.encoding}, contract {cfg.contract.name}, "
+            f"event time {cfg.event_time}"
+        )
+    return 0
+
+
+def _compat(old: Path, new: Path, mode: str) -> int:
+    from monitor.compat import check_compatibility, format_report
+    from monitor.contracts import Contract
+
+    # Load both as contracts first: an invalid schema is an error, not "incompatible".
+    schemas = [Contract.load(path).schema for path in (old, new)]
+    report = check_compatibility(schemas[0], schemas[1], mode)  # type: ignore[arg-type]
+    print(format_report(report))
+    return 0 if report.compatible else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,309 @@
+"""Configuration: one YAML file plus TIDEMARK_* environment overrides.
+
+This is the only module that reads YAML or the environment. Errors name the
+file, the key (with its line where the file has it) and what is wrong, so a bad
+config fails at start-up rather than mid-stream.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from monitor.completeness import CompletenessConfig
+from monitor.durations import Seconds
+from monitor.errors import ConfigError
+
+CONFIG_ENV = "TIDEMARK_CONFIG"
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
+# librdkafka keys whose values are secrets wherever they appear.
+_SECRET_KEY = re.compile(r"(password|secret|token|credentials|key\.pem|user\.info)", re.I)
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class KafkaConfig(_Model):
+    """Client settings; anything librdkafka accepts passes through `properties`."""
+
+    bootstrap_servers: str = "localhost:9092"
+    group_id: str = "tidemark"
+    client_id: str = "tidemark"
+    security_protocol: str | None = None
+    sasl_mechanism: str | None = None
+    sasl_username: str | None = None
+    sasl_password: SecretStr | None = None
+    properties: dict[str, str | int | float | bool] = Field(default_factory=dict)
+    secret_properties: dict[str, SecretStr] = Field(default_factory=dict)
+    batch_size: int = Field(default=1000, ge=1, le=100_000)
+    poll_timeout: Seconds = 0.5
+    commit_interval: Seconds = 5.0
+    readback_messages: int = Field(default=1000, ge=0, le=1_000_000)
+    # Where a group with no committed offset starts. "latest" (with the read-back
+    # above) suits a monitor: history is not replayed as if it were late data.
+    start_from: Literal["latest", "earliest"] = "latest"
+
+    @field_validator("properties")
+    @classmethod
+    def _no_plain_secrets(cls, value: dict[str, Any]) -> dict[str, Any]:
+        for key in value:
+            if _SECRET_KEY.search(key):
+                raise ValueError(
+                    f"{key!r} holds a secret: put it under kafka.secret_properties "
+                    "(or sasl_password) so it is never logged"
+                )
+        return value
+
+    def librdkafka(self) -> dict[str, Any]:
+        """The client configuration, secrets revealed: pass it to librdkafka only."""
+        conf: dict[str, Any] = {
+            "bootstrap.servers": self.bootstrap_servers,
+            "client.id": self.client_id,
+        }
+        if self.security_protocol:
+            conf["security.protocol"] = self.security_protocol
+        if self.sasl_mechanism:
+            conf["sasl.mechanism"] = self.sasl_mechanism
+        if self.sasl_username:
+            conf["sasl.username"] = self.sasl_username
+        if self.sasl_password is not None:
+            conf["sasl.password"] = self.sasl_password.get_secret_value()
+        conf.update(self.properties)
+        conf.update({k: v.get_secret_value() for k, v in self.secret_properties.items()})
+        return conf
+
+
+class SchemaRegistryConfig(_Model):
+    url: str | None = None
+    basic_auth_user_info: SecretStr | None = None
+    properties: dict[str, str] = Field(default_factory=dict)
+    retry_after: Seconds = 30.0
+
+    def client_conf(self) -> dict[str, Any]:
+        """SchemaRegistryClient configuration, secrets revealed: for the client only."""
+        conf: dict[str, Any] = {"url": self.url, **self.properties}
+        if self.basic_auth_user_info is not None:
+            conf["basic.auth.user.info"] = self.basic_auth_user_info.get_secret_value()
+        return conf
+
+
+class ServerConfig(_Model):
+    bind_address: str = "0.0.0.0"
+    port: int = Field(default=9308, ge=0, le=65535)
+    liveness_limit: Seconds = 60.0
+
+
+class LoggingConfig(_Model):
+    format: Literal["auto", "json", "console"] = "auto"
+    level: Literal["debug", "info", "warning", "error"] = "info"
+
+
+class LagConfig(_Model):
+    refresh_interval: Seconds = 5.0
+    stuck_after: Seconds = 60.0
+
+
+class FreshnessObjective(_Model):
+    threshold: Seconds = 300.0
+    target: float = Field(default=0.99, gt=0.0, lt=1.0)
+
+    @field_validator("threshold")
+    @classmethod
+    def _positive(cls, value: float) -> float:
+        if value <= 0:
+            raise ValueError("threshold must be more than 0 seconds")
+        return value
+
+
+class ConformanceObjective(_Model):
+    target: float = Field(default=0.999, gt=0.0, lt=1.0)
+
+
+Encoding = Literal["avro-raw", "confluent", "avro-single-object"]
+
+
+class ProductConfig(_Model):
+    """One data product: a topic with an owner, a contract and objectives."""
+
+    name: str
+    owner: str
+    tier: str = "standard"
+    description: str = ""
+    topic: str
+    contract: Path
+    encoding: Encoding
+    writer_schemas: list[Path] = Field(default_factory=list)
+    event_time: str
+    max_out_of_orderness: Seconds = 5.0
+    idle_timeout: Seconds = 60.0
+    max_future_skew: Seconds = 60.0
+    max_writer_schemas: int = Field(default=32, ge=1, le=1000)
+    freshness: FreshnessObjective = Field(default_factory=FreshnessObjective)
+    conformance: ConformanceObjective = Field(default_factory=ConformanceObjective)
+    completeness: CompletenessConfig | None = None
+
+    @field_validator("name", "tier", "owner")
+    @classmethod
+    def _label_safe(cls, value: str) -> str:
+        if not _NAME.match(value):
+            raise ValueError(
+                f"{value!r} must start with a letter or digit and use only letters, digits, "
+                "'_', '.' and '-' (it becomes a metric label)"
+            )
+        return value
+
+    @model_validator(mode="after")
+    def _writer_schemas_need_single_object(self) -> ProductConfig:
+        if self.writer_schemas and self.encoding != "avro-single-object":
+            raise ValueError(
+                "writer_schemas lists writer schemas by fingerprint and only applies to "
+                f"encoding 'avro-single-object', not {self.encoding!r}"
+            )
+        return self
+
+
+class Settings(BaseSettings):
+    """The whole configuration; env (TIDEMARK_SECTION__KEY) overrides the file."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="TIDEMARK_", env_nested_delimiter="__", extra="forbid", frozen=True
+    )
+
+    kafka: KafkaConfig = Field(default_factory=KafkaConfig)
+    schema_registry: SchemaRegistryConfig = Field(default_factory=SchemaRegistryConfig)
+    server: ServerConfig = Field(default_factory=ServerConfig)
+    logging: LoggingConfig = Field(default_factory=LoggingConfig)
+    lag: LagConfig = Field(default_factory=LagConfig)
+    products: list[ProductConfig] = Field(min_length=1)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # The file arrives as init kwargs; the environment must win over it.
+        return (env_settings, init_settings)
+
+    @model_validator(mode="after")
+    def _cross_checks(self) -> Settings:
+        names: set[str] = set()
+        topics: dict[str, str] = {}
+        for i, product in enumerate(self.products):
+            if product.name in names:
+                raise ValueError(f"products[{i}].name: {product.name!r} is used twice")
+            names.add(product.name)
+            if product.topic in topics:
+                raise ValueError(
+                    f"products[{i}].topic: {product.topic!r} is already monitored by product "
+                    f"{topics[product.topic]!r}; one product per topic"
+                )
+            topics[product.topic] = product.name
+            if product.encoding == "confluent" and not self.schema_registry.url:
+                raise ValueError(
+                    f"products[{i}] ({product.name}) uses encoding 'confluent', which needs "
+                    "schema_registry.url"
+                )
+        return self
+
+
+def _line_index(text: str) -> dict[tuple[str | int, ...], int]:
+    """Map each key path in the YAML document to its 1-based line."""
+    lines: dict[tuple[str | int, ...], int] = {}
+
+    def walk(node: yaml.Node, path: tuple[str | int, ...]) -> None:
+        lines.setdefault(path, node.start_mark.line + 1)
+        if isinstance(node, yaml.MappingNode):
+            for key, value in node.value:
+                child = (*path, str(key.value))
+                lines[child] = key.start_mark.line + 1
+                walk(value, child)
+        elif isinstance(node, yaml.SequenceNode):
+            for i, item in enumerate(node.value):
+                walk(item, (*path, i))
+
+    try:
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.YAMLError:
+        return lines
+    if root is not None:
+        walk(root, ())
+    return lines
+
+
+def _format_errors(
+    path: Path, exc: ValidationError, lines: dict[tuple[str | int, ...], int]
+) -> str:
+    out = [f"{path}: invalid configuration ({exc.error_count()} problem(s))"]
+    for err in exc.errors(include_url=False, include_input=False):
+        loc = tuple(err["loc"])
+        key = ".".join(f"[{p}]" if isinstance(p, int) else str(p) for p in loc).replace(".[", "[")
+        line = None
+        for n in range(len(loc), 0, -1):
+            if loc[:n] in lines:
+                line = lines[loc[:n]]
+                break
+        where = f"{path}:{line}" if line else str(path)
+        message = err["msg"].removeprefix("Value error, ")
+        if err["type"] == "extra_forbidden":
+            message = "unknown key (check the spelling; see the config reference in README.md)"
+        elif err["type"] == "missing":
+            message = "required key is missing"
+        out.append(f"  {where}: {key or '(top level)'}: {message}")
+    return "\n".join(out)
+
+
+def load_settings(path: Path | str | None = None) -> Settings:
+    """Read the file (argument or TIDEMARK_CONFIG), apply env overrides, validate."""
+    raw_path = path or os.environ.get(CONFIG_ENV)
+    if not raw_path:
+        raise ConfigError(f"no configuration file: pass --config FILE or set {CONFIG_ENV}")
+    config_path = Path(raw_path)
+    try:
+        text = config_path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"{config_path}: cannot read configuration: {exc.strerror}") from None
+    try:
+        data = yaml.safe_load(text) or {}
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{config_path}:{mark.line + 1}" if mark else str(config_path)
+        raise ConfigError(f"{where}: not valid YAML: {exc}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{config_path}: the top level must be a mapping of sections")
+    base = config_path.resolve().parent
+    for product in data.get("products") or []:
+        if isinstance(product, dict):
+            _resolve_paths(product, base)
+    try:
+        return Settings(**data)
+    except ValidationError as exc:
+        raise ConfigError(_format_errors(config_path, exc, _line_index(text))) from None
+
+
+def _resolve_paths(product: dict[str, Any], base: Path) -> None:
+    """Contract paths are relative to the config file, not the working directory."""
+    contract = product.get("contract")
+    if isinstance(contract, str):
+        product["contract"] = str(base / contract)
+    writers = product.get("writer_schemas")
+    if isinstance(writers, list):
+        product["writer_schemas"] = [str(base / w) if isinstance(w, str) else w for w in writers]

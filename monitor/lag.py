@@ -1,0 +1,103 @@
+"""Background high-watermark snapshots, so a scrape never waits on Kafka.
+
+A dedicated client (no group membership) asks the brokers for each owned
+partition's end offset every refresh_interval and publishes the answer as a new
+dict that replaces the old one whole: readers always see one consistent
+snapshot, and a slow or unreachable broker only makes the snapshot older.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+import structlog
+from confluent_kafka import Consumer, KafkaException, TopicPartition
+
+from monitor.metrics import HealthState
+from monitor.pipeline import Pipeline
+
+log = structlog.get_logger("tidemark.lag")
+
+
+class LagTracker:
+    def __init__(
+        self,
+        kafka_conf: dict[str, Any],
+        pipeline: Pipeline,
+        health: HealthState,
+        interval: float,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        conf = {k: v for k, v in kafka_conf.items() if k not in ("group.id", "on_commit")}
+        conf["group.id"] = "tidemark-lag-probe"  # required by the client; never joins
+        conf["enable.auto.commit"] = False
+        self._client = Consumer(conf)
+        self._pipeline = pipeline
+        self._health = health
+        self._interval = interval
+        self._clock = clock
+        self._stop = threading.Event()
+        self._wake = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="tidemark-lag", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def refresh_soon(self) -> None:
+        """Called after a rebalance: fetch ends for new partitions without waiting."""
+        self._wake.set()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._wake.set()
+        self._thread.join(timeout=10)
+        self._client.close()
+
+    def _owned(self) -> list[tuple[str, int]]:
+        with self._pipeline.lock:
+            return [
+                (topic, p)
+                for topic, product in self._pipeline.products.items()
+                for p in product.clock.partitions
+            ]
+
+    def refresh(self) -> None:
+        snapshot: dict[str, dict[int, int]] = {}
+        timeout = max(1.0, min(self._interval, 10.0))
+        for topic, partition in self._owned():
+            if self._stop.is_set():
+                return
+            try:
+                _, high = self._client.get_watermark_offsets(
+                    TopicPartition(topic, partition), timeout=timeout, cached=False
+                )
+            except KafkaException as exc:
+                err = exc.args[0]
+                with self._pipeline.lock:
+                    self._health.loop.kafka_errors[err.name()] += 1
+                log.warning(
+                    "high_watermark_query_failed",
+                    topic=topic,
+                    partition=partition,
+                    error=err.str(),
+                )
+                # Keep the previous value: an old answer beats a wrong zero lag.
+                previous = self._pipeline.high_watermarks.get(topic, {}).get(partition)
+                if previous is not None:
+                    snapshot.setdefault(topic, {})[partition] = previous
+                continue
+            snapshot.setdefault(topic, {})[partition] = high
+        self._pipeline.high_watermarks = snapshot
+        self._health.lag_snapshot_at = self._clock()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self.refresh()
+            except Exception:  # a background probe must never die silently
+                log.exception("lag_refresh_failed")
+            self._wake.wait(self._interval)
+            self._wake.clear()

@@ -1,0 +1,217 @@
+"""One event through decode → contract → event time → watermark → completeness.
+
+The consume loop hands whole batches here; nothing in this module talks to
+Kafka. Per event the work is a decode, a field read and a handful of integer
+additions: no label look-ups, no logging, no allocation beyond the decoder's.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from monitor.completeness import CompletenessTracker
+from monitor.config import ProductConfig
+from monitor.contracts import Verdict
+from monitor.decoding import Decoder, InvalidEvent, Reason
+from monitor.eventtime import EventTimeExtractor
+from monitor.stats import LATENCY_BUCKETS, Histogram, ProductStats
+from monitor.watermarks import FUTURE, LATE, ClockSettings, ProductClock
+
+
+class Message(Protocol):
+    """The part of confluent_kafka.Message the pipeline reads."""
+
+    def topic(self) -> str | None: ...
+    def partition(self) -> int | None: ...
+    def offset(self) -> int | None: ...
+    def value(self) -> bytes | None: ...
+    def timestamp(self) -> tuple[int, int]: ...
+    def error(self) -> Any: ...
+
+
+FieldGetter = Callable[[dict[str, Any]], Any]
+
+
+def field_getter(path: str) -> FieldGetter:
+    """Read a dotted path from a decoded record; None where any step is missing."""
+    steps = tuple(path.split("."))
+
+    def get(record: dict[str, Any]) -> Any:
+        value: Any = record
+        for step in steps:
+            if not isinstance(value, dict):
+                return None
+            value = value.get(step)
+        return value
+
+    return get
+
+
+@dataclass(slots=True)
+class ProductPipeline:
+    """All per-event state of one data product on this instance."""
+
+    config: ProductConfig
+    decoder: Decoder
+    extract_event_time: EventTimeExtractor
+    clock: ProductClock
+    completeness: CompletenessTracker | None = None
+    producer_of: FieldGetter | None = None
+    sequence_of: FieldGetter | None = None
+    stats: ProductStats = field(default_factory=ProductStats)
+    # Offsets below these were counted by an earlier owner: they only warm the clock.
+    warmup_until: dict[int, int] = field(default_factory=dict)
+
+    @classmethod
+    def build(
+        cls,
+        config: ProductConfig,
+        decoder: Decoder,
+        extractor: EventTimeExtractor,
+        stuck_after: float,
+    ) -> ProductPipeline:
+        settings = ClockSettings(
+            max_out_of_orderness=config.max_out_of_orderness,
+            idle_timeout=config.idle_timeout,
+            max_future_skew=config.max_future_skew,
+            stuck_after=stuck_after,
+        )
+        stats = ProductStats(
+            latency=Histogram.with_edge(LATENCY_BUCKETS, config.freshness.threshold)
+        )
+        tracker = None
+        producer_of = sequence_of = None
+        if config.completeness is not None:
+            tracker = CompletenessTracker(config.completeness)
+            sequence = config.completeness.sequence
+            if sequence is not None:
+                producer_of = field_getter(sequence.producer_field)
+                sequence_of = field_getter(sequence.sequence_field)
+        return cls(
+            config=config,
+            decoder=decoder,
+            extract_event_time=extractor,
+            clock=ProductClock(settings),
+            completeness=tracker,
+            producer_of=producer_of,
+            sequence_of=sequence_of,
+            stats=stats,
+        )
+
+    def assign(self, partition: int, now: float, start: int, warmup_until: int) -> None:
+        self.clock.assign(partition, now, position=start)
+        self.warmup_until[partition] = warmup_until
+        if self.completeness is not None:
+            self.completeness.on_partitions_assigned({partition}, now)
+
+    def revoke(self, partition: int) -> None:
+        self.clock.revoke(partition)
+        self.warmup_until.pop(partition, None)
+        if self.completeness is not None:
+            self.completeness.on_partitions_revoked({partition})
+
+    def process(self, msg: Message, now: float) -> None:
+        partition = msg.partition() or 0
+        offset = msg.offset() or 0
+        clock = self.clock.partitions.get(partition)
+        if clock is None:  # a message for a partition we were never told about
+            clock = self.clock.assign(partition, now, position=offset)
+        clock.advance_position(offset + 1, now)
+        stats = self.stats
+        warm = offset < self.warmup_until.get(partition, -1)
+        try:
+            record, writer = self.decoder.decode(msg.value())
+        except InvalidEvent as invalid:
+            if not warm:
+                stats.events += 1
+                stats.violations[invalid.reason] += 1
+                if invalid.writer is not None:
+                    stats.drift[Verdict.INCOMPATIBLE] += 1
+            return
+        try:
+            event_time = self.extract_event_time(record, msg.timestamp()[1])
+        except (ValueError, TypeError, OverflowError):
+            if not warm:
+                stats.events += 1
+                stats.violations[Reason.BAD_EVENT_TIME] += 1
+            return
+        if event_time is None:
+            if not warm:
+                stats.events += 1
+                stats.violations[Reason.MISSING_EVENT_TIME] += 1
+            return
+        if warm:
+            clock.warm(event_time, now)
+            return
+        stats.events += 1
+        stats.conforming += 1
+        if writer.verdict is Verdict.COMPATIBLE:
+            stats.drift[Verdict.COMPATIBLE] += 1
+        kind = clock.observe(event_time, now)
+        if kind == FUTURE:
+            stats.future += 1
+            return
+        if kind == LATE:
+            stats.late += 1
+            stats.lateness.observe(clock.watermark - event_time)
+        latency = now - event_time
+        stats.latency.observe(latency if latency > 0.0 else 0.0)
+        if latency <= self.config.freshness.threshold:
+            stats.fresh += 1
+        if self.completeness is not None:
+            producer = self.producer_of(record) if self.producer_of else None
+            sequence = self.sequence_of(record) if self.sequence_of else None
+            self.completeness.observe(
+                partition,
+                event_time,
+                None if producer is None else str(producer),
+                sequence if isinstance(sequence, int) else None,
+            )
+
+
+@dataclass(slots=True)
+class Pipeline:
+    """Routes messages to their product; the one object the loop and collector share.
+
+    `lock` is taken once per batch by the loop and once per scrape by the
+    collector, so a scrape always sees whole batches.
+    """
+
+    products: dict[str, ProductPipeline]  # by topic
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    # Replaced whole by the lag tracker's thread, never mutated: topic -> partition -> end.
+    high_watermarks: dict[str, dict[int, int]] = field(default_factory=dict)
+
+    @property
+    def topics(self) -> list[str]:
+        return list(self.products)
+
+    def process_batch(self, messages: Sequence[Message], now: float) -> None:
+        products = self.products
+        for msg in messages:
+            product = products.get(msg.topic() or "")
+            if product is not None:
+                product.process(msg, now)
+
+    def advance(self, now: float) -> None:
+        """After a batch: let windows close and gaps be declared on the new watermark."""
+        for topic, product in self.products.items():
+            if product.completeness is None:
+                continue
+            hws = self.high_watermarks.get(topic, {})
+            product.completeness.advance(product.clock.watermark(now, hws), now)
+
+    def positions(self) -> Iterable[tuple[str, int, int]]:
+        """(topic, partition, next offset) for every partition with progress to commit.
+
+        Partitions still reading back data below their committed offset are left
+        out: committing there would move the group's offset backwards and make
+        the next owner count those events twice.
+        """
+        for topic, product in self.products.items():
+            for partition, clock in product.clock.partitions.items():
+                if clock.position >= 0 and clock.position > product.warmup_until.get(partition, -1):
+                    yield topic, partition, clock.position

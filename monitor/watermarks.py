@@ -1,0 +1,147 @@
+"""Per-partition event-time watermarks, with Flink's semantics, outside Flink.
+
+A partition's watermark is its largest event time minus the bounded
+out-of-orderness; it never decreases. Idle partitions (nothing new for
+idle_timeout while the consumer is caught up) do not hold the product watermark
+back; a partition whose backlog is not being read is *stuck*, which is a
+different problem and is reported as such.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+
+NEG_INF = -math.inf
+
+ON_TIME = 0
+LATE = 1
+FUTURE = 2
+
+
+@dataclass(frozen=True, slots=True)
+class ClockSettings:
+    max_out_of_orderness: float
+    idle_timeout: float
+    max_future_skew: float
+    stuck_after: float = 60.0
+
+
+@dataclass(slots=True)
+class PartitionClock:
+    """Event-time state of one partition this instance owns."""
+
+    settings: ClockSettings
+    assigned_at: float
+    max_event_time: float = NEG_INF
+    last_event_at: float = NEG_INF  # wall clock of the last processed event
+    position: int = -1  # next offset Tidemark will read; -1 until known
+    position_changed_at: float = NEG_INF
+
+    def __post_init__(self) -> None:
+        self.position_changed_at = self.assigned_at
+
+    @property
+    def has_watermark(self) -> bool:
+        return self.max_event_time != NEG_INF
+
+    @property
+    def watermark(self) -> float:
+        return self.max_event_time - self.settings.max_out_of_orderness
+
+    def observe(self, event_time: float, now: float) -> int:
+        """Classify one event (ON_TIME, LATE or FUTURE) and advance the clock."""
+        self.last_event_at = now
+        if event_time > now + self.settings.max_future_skew:
+            return FUTURE
+        if event_time > self.max_event_time:
+            self.max_event_time = event_time
+            return ON_TIME
+        if event_time < self.max_event_time - self.settings.max_out_of_orderness:
+            return LATE
+        return ON_TIME
+
+    def warm(self, event_time: float, now: float) -> None:
+        """Advance from read-back data (already counted by an earlier owner)."""
+        if self.max_event_time < event_time <= now + self.settings.max_future_skew:
+            self.max_event_time = event_time
+
+    def advance_position(self, next_offset: int, now: float) -> None:
+        if next_offset != self.position:
+            self.position = next_offset
+            self.position_changed_at = now
+
+    def lag(self, high_watermark: int | None) -> int | None:
+        """Messages between Tidemark's position and the end; never negative."""
+        if high_watermark is None or high_watermark < 0 or self.position < 0:
+            return None
+        return max(0, high_watermark - self.position)
+
+    def is_idle(self, now: float, high_watermark: int | None) -> bool:
+        """Quiet for idle_timeout *and* caught up: the producer is not writing here."""
+        quiet_since = max(self.last_event_at, self.assigned_at)
+        if now - quiet_since < self.settings.idle_timeout:
+            return False
+        lag = self.lag(high_watermark)
+        if lag is None:
+            # Unknown end offset: caught up only if we never had anything to read.
+            return high_watermark is not None and high_watermark <= 0
+        return lag == 0
+
+    def is_stuck(self, now: float, high_watermark: int | None) -> bool:
+        """Data waits on the broker but Tidemark's position has not moved."""
+        lag = self.lag(high_watermark)
+        return bool(lag) and now - self.position_changed_at >= self.settings.stuck_after
+
+
+@dataclass(slots=True)
+class ProductClock:
+    """The partitions of one product that this instance owns."""
+
+    settings: ClockSettings
+    partitions: dict[int, PartitionClock] = field(default_factory=dict)
+    emitted: float | None = None  # product watermark last reported; never goes back
+
+    def assign(self, partition: int, now: float, position: int = -1) -> PartitionClock:
+        clock = PartitionClock(self.settings, assigned_at=now, position=position)
+        self.partitions[partition] = clock
+        return clock
+
+    def revoke(self, partition: int) -> None:
+        self.partitions.pop(partition, None)
+        if not self.partitions:
+            self.emitted = None
+
+    def watermark(self, now: float, high_watermarks: Mapping[int, int]) -> float | None:
+        """Min over active partitions; if every partition is idle, the max.
+
+        Partitions with no event yet are left out, so an assignment never shows
+        a false staleness. When all partitions are idle the producer has stopped
+        altogether and the newest data really is getting old, so the product
+        watermark stays at the newest partition watermark and freshness grows.
+        """
+        current = product_watermark(
+            (clock.watermark, clock.is_idle(now, high_watermarks.get(p)))
+            for p, clock in self.partitions.items()
+            if clock.has_watermark
+        )
+        if current is not None and (self.emitted is None or current > self.emitted):
+            self.emitted = current
+        return self.emitted
+
+
+def product_watermark(partitions: Iterable[tuple[float, bool]]) -> float | None:
+    """Combine (watermark, idle) pairs: min over active ones, else max over idle."""
+    active_min = math.inf
+    idle_max = NEG_INF
+    for watermark, idle in partitions:
+        if idle:
+            idle_max = max(idle_max, watermark)
+        else:
+            active_min = min(active_min, watermark)
+    if active_min != math.inf:
+        return active_min
+    if idle_max != NEG_INF:
+        return idle_max
+    return None
