@@ -189,7 +189,44 @@ METRICS: tuple[MetricSpec, ...] = (
         "tidemark_windows_closed",
         "counter",
         (*P, "verdict"),
-        "Closed windows by verdict (complete|incomplete|partial|no_manifest).",
+        "Closed windows by first verdict (complete|incomplete|partial|no_manifest|no_expectation).",
+    ),
+    MetricSpec(
+        "tidemark_windows_recovered",
+        "counter",
+        P,
+        "Closed incomplete windows that late events or manifests made complete.",
+    ),
+    MetricSpec(
+        "tidemark_window_amended_events",
+        "counter",
+        P,
+        "Late events that amended an already closed window within window_retention.",
+    ),
+    MetricSpec(
+        "tidemark_manifests",
+        "counter",
+        (*P, "result"),
+        "Producer manifests by result "
+        "(accepted|duplicate|misaligned|late|beyond_open_windows|not_configured).",
+    ),
+    MetricSpec(
+        "tidemark_manifest_errors",
+        "counter",
+        ("topic", "reason"),
+        "Control-topic records that are not usable manifests (decode_error|unknown_product).",
+    ),
+    MetricSpec(
+        "tidemark_sequence_late_events",
+        "counter",
+        P,
+        "Sequence numbers that arrived after they had been declared missing.",
+    ),
+    MetricSpec(
+        "tidemark_sequence_resets",
+        "counter",
+        P,
+        "Producer restarts detected (sequence fell by more than restart_threshold).",
     ),
     MetricSpec(
         "tidemark_sequence_missing_events",

@@ -43,6 +43,13 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument(
         "--summary-interval", type=float, default=5.0, help="seconds between live summaries"
     )
+    produce = sub.add_parser(
+        "produce-demo",
+        help="the demo's fault-injecting producer against a real cluster and registry",
+    )
+    produce.add_argument("--bootstrap", required=True, help="Kafka bootstrap servers")
+    produce.add_argument("--registry", required=True, help="Schema Registry URL")
+    produce.add_argument("--rate", type=float, default=200.0, help="events/s per product")
     return parser
 
 
@@ -64,6 +71,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                 duration=args.duration,
                 summary_interval=args.summary_interval,
             )
+        if args.command == "produce-demo":
+            from monitor.demo import produce_demo
+
+            return produce_demo(args.bootstrap, args.registry, args.rate)
     except TidemarkError as exc:
         print(f"tidemark: {exc}", file=sys.stderr)
         return 2

@@ -25,6 +25,11 @@ from confluent_kafka import Producer
 from confluent_kafka.schema_registry import Schema, SchemaRegistryClient
 from fastavro import parse_schema, schemaless_writer
 
+from monitor.completeness import (
+    CompletenessConfig,
+    ManifestConfig,
+    SequenceConfig,
+)
 from monitor.config import (
     FreshnessObjective,
     KafkaConfig,
@@ -37,11 +42,15 @@ from monitor.config import (
 )
 from monitor.contracts import Contract
 from monitor.logs import configure_logging
+from monitor.manifest_producer import ManifestEmitter
 from monitor.mockcluster import MockCluster
 from monitor.registry import ConfluentRegistryLookup
 
 ORDERS_TOPIC = "demo.orders"
 PAYMENTS_TOPIC = "demo.payments"
+MANIFESTS_TOPIC = "demo.manifests"
+WINDOW = 10.0  # completeness window of the orders product, seconds
+LOSS_AFTER = 30.0  # from then on the orders producer silently loses some events
 PARTITIONS = 4
 STALLED_PARTITION = 2  # payments stops writing here after STALL_AFTER seconds
 STALL_AFTER = 20.0
@@ -80,6 +89,17 @@ def demo_settings(bootstrap: str, port: int, bind: str) -> Settings:
                 encoding="confluent",
                 event_time="occurred_at",
                 freshness=FreshnessObjective(threshold=30, target=0.99),
+                completeness=CompletenessConfig(
+                    window=WINDOW,
+                    window_retention=60.0,
+                    allowed_lateness=5.0,
+                    # One sequence per producer across the topic's partitions.
+                    sequence=SequenceConfig(
+                        producer_field="producer_id", sequence_field="sequence", scope="topic"
+                    ),
+                    manifests=ManifestConfig(topic=MANIFESTS_TOPIC, grace=30.0),
+                    objective=0.99,
+                ),
                 **common,
             ),
             ProductConfig(
@@ -107,6 +127,7 @@ class FaultPlan:
     garbage_ratio: float = 0.005  # random bytes instead of Avro
     compatible_drift_ratio: float = 0.2  # orders written with orders-v2 (adds a field)
     incompatible_ratio: float = 0.005  # orders written with a breaking schema
+    loss_ratio: float = 0.03  # after LOSS_AFTER: orders counted, sequenced, never sent
 
 
 @dataclass(slots=True)
@@ -126,14 +147,28 @@ class DemoProducer:
         payments_header = b"\xc3\x01" + payments.fingerprint
         rng = random.Random(7)
         started = time.time()
+        manifests = ManifestEmitter(
+            producer,
+            topic=MANIFESTS_TOPIC,
+            product="orders",
+            window=WINDOW,
+            now=started,
+            producer_id="shop-web-1",
+        )
         seq = {"orders": 0, "payments": 0}
         tick = 0.1
         while not self.stop.is_set():
             now = time.time()
             for _ in range(int(self.plan.rate_per_product * tick)):
-                seq["orders"] += 1
-                value = self._order(writers, rng, seq["orders"], now)
-                producer.produce(ORDERS_TOPIC, value=value, partition=seq["orders"] % PARTITIONS)
+                value, event_time = self._order(writers, rng, seq["orders"] + 1, now)
+                lost = False
+                if event_time is not None:  # a real order: sequenced and in the manifest
+                    seq["orders"] += 1
+                    manifests.record(event_time)
+                    lost = now - started > LOSS_AFTER and rng.random() < self.plan.loss_ratio
+                if not lost:
+                    partition = rng.randrange(PARTITIONS)
+                    producer.produce(ORDERS_TOPIC, value=value, partition=partition)
                 seq["payments"] += 1
                 partition = seq["payments"] % PARTITIONS
                 if partition == STALLED_PARTITION and now - started > STALL_AFTER:
@@ -141,6 +176,7 @@ class DemoProducer:
                 value = self._payment(payments, payments_header, rng, seq["payments"], now)
                 producer.produce(PAYMENTS_TOPIC, value=value, partition=partition)
                 self.produced += 2
+            manifests.flush_closed(now)
             producer.poll(0)
             self.stop.wait(tick)
         producer.flush(5)
@@ -174,19 +210,26 @@ class DemoProducer:
 
     def _order(
         self, writers: dict[str, tuple[int, Any]], rng: random.Random, seq: int, now: float
-    ) -> bytes:
-        if rng.random() < self.plan.garbage_ratio:
-            return rng.randbytes(rng.randint(1, 40))
+    ) -> tuple[bytes, float | None]:
+        """An encoded order and its event time; None for a broken one.
+
+        Broken orders (garbage, breaking schema) are extra messages: they take
+        no sequence number and no manifest count, so completeness shows loss only.
+        """
+        roll = rng.random()
+        if roll < self.plan.garbage_ratio:
+            return rng.randbytes(rng.randint(1, 40)), None
+        event_time = self._when(rng, now)
         record: dict[str, Any] = {
             "order_id": str(uuid.UUID(int=rng.getrandbits(128))),
             "customer_id": f"c-{rng.randint(1, 5000)}",
             "amount_cents": rng.randint(100, 50_000),
             "currency": "EUR",
-            "occurred_at": int(self._when(rng, now) * 1000),
+            "occurred_at": int(event_time * 1000),
             "producer_id": "shop-web-1",
             "sequence": seq,
         }
-        roll = rng.random()
+        roll -= self.plan.garbage_ratio
         if roll < self.plan.incompatible_ratio:
             name = "orders-breaking.avsc"
             record["amount_cents"] = str(record["amount_cents"])
@@ -199,7 +242,7 @@ class DemoProducer:
         buf = io.BytesIO()
         buf.write(b"\x00" + schema_id.to_bytes(4, "big"))
         schemaless_writer(buf, parsed, record)
-        return buf.getvalue()
+        return buf.getvalue(), None if name == "orders-breaking.avsc" else event_time
 
     def _payment(
         self, contract: Contract, header: bytes, rng: random.Random, seq: int, now: float
@@ -231,6 +274,7 @@ def run_demo(*, port: int, bind: str, duration: float, summary_interval: float) 
         if cluster.native:  # otherwise topics auto-create with the mock's 4 partitions
             for topic in (ORDERS_TOPIC, PAYMENTS_TOPIC):
                 cluster.create_topic(topic, PARTITIONS)
+            cluster.create_topic(MANIFESTS_TOPIC, 1)
         settings = demo_settings(cluster.bootstrap_servers, port, bind)
         registry = SchemaRegistryClient.new_client({"url": settings.schema_registry.url})
         monitor = Monitor(settings, lookup=ConfluentRegistryLookup(client=registry))
@@ -240,10 +284,12 @@ def run_demo(*, port: int, bind: str, duration: float, summary_interval: float) 
 
         def summarise_then_stop() -> None:
             # The last summary is printed while partitions are still assigned.
-            summary.print_every(summary_interval, stop, sys.stdout)
-            summary.print_once(sys.stdout)
-            producer.stop.set()
-            monitor.stop()
+            try:
+                summary.print_every(summary_interval, stop, sys.stdout)
+                summary.print_once(sys.stdout)
+            finally:
+                producer.stop.set()
+                monitor.stop()
 
         threads = [
             threading.Thread(target=producer.run, name="demo-producer", daemon=True),
@@ -274,4 +320,20 @@ def run_demo(*, port: int, bind: str, duration: float, summary_interval: float) 
         monitor.run()
         for thread in threads:
             thread.join(timeout=10)
+    return 0
+
+
+def produce_demo(bootstrap: str, registry_url: str, rate: float) -> int:
+    """`tidemark produce-demo`: the demo's producer against a real cluster (compose)."""
+    configure_logging("auto", "info")
+    registry = SchemaRegistryClient.new_client({"url": registry_url})
+    producer = DemoProducer(bootstrap, registry, FaultPlan(rate_per_product=rate))
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        producer.stop.set()
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+    print(f"producing demo data to {bootstrap} (registry {registry_url}); Ctrl-C to stop")
+    producer.run()
     return 0

@@ -71,15 +71,21 @@ class ConsumeLoop:
                 TopicPartition(tp.topic, tp.partition, OFFSET_INVALID) for tp in partitions
             ]
         bounds = [self._bounds(tp) for tp in committed]  # Kafka calls outside the lock
+        counts = self._partition_counts({tp.topic for tp in committed})
         starts: list[TopicPartition] = []
         with self.pipeline.lock:
             for tp, (low, high) in zip(committed, bounds, strict=True):
                 fresh_start = low if self.start_from_earliest else high
                 resume = tp.offset if tp.offset >= 0 else fresh_start
                 start = max(low, resume - self.readback)
-                product = self.pipeline.products.get(tp.topic)
-                if product is not None:
-                    product.assign(tp.partition, now, start=start, warmup_until=resume)
+                self.pipeline.assign(
+                    tp.topic,
+                    tp.partition,
+                    now,
+                    start=start,
+                    warmup_until=resume,
+                    topic_partitions=counts.get(tp.topic),
+                )
                 self._committed[(tp.topic, tp.partition)] = resume
                 starts.append(TopicPartition(tp.topic, tp.partition, start))
             self.health.assigned = bool(starts) or self.health.assigned
@@ -102,27 +108,34 @@ class ConsumeLoop:
             self._count_error(exc.args[0])
             return 0, 0
 
+    def _partition_counts(self, topics: set[str]) -> dict[str, int]:
+        """Partitions per topic, so completeness knows whether it owns a whole topic."""
+        counts = {}
+        for topic in topics:
+            try:
+                meta = self.consumer.list_topics(topic, timeout=5)
+                counts[topic] = len(meta.topics[topic].partitions)
+            except (KafkaException, KeyError):
+                continue
+        return counts
+
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         self.commit(sync=True)
         with self.pipeline.lock:
             for tp in partitions:
-                product = self.pipeline.products.get(tp.topic)
-                if product is not None:
-                    product.revoke(tp.partition)
+                self.pipeline.revoke(tp.topic, tp.partition)
                 self._committed.pop((tp.topic, tp.partition), None)
                 log.info("partition_revoked", topic=tp.topic, partition=tp.partition)
-            self.health.assigned = any(p.clock.partitions for p in self.pipeline.products.values())
+            self.health.assigned = self.pipeline.owns_partitions()
         consumer.unassign()
 
     def _on_lost(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         # Lost, not revoked: another member may own them already, so no commit.
         with self.pipeline.lock:
             for tp in partitions:
-                product = self.pipeline.products.get(tp.topic)
-                if product is not None:
-                    product.revoke(tp.partition)
+                self.pipeline.revoke(tp.topic, tp.partition)
                 self._committed.pop((tp.topic, tp.partition), None)
-            self.health.assigned = False
+            self.health.assigned = self.pipeline.owns_partitions()
         log.warning("partitions_lost", count=len(partitions))
         consumer.unassign()
 

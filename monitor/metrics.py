@@ -28,6 +28,7 @@ from monitor.catalogue import BY_NAME
 from monitor.decoding import Reason
 from monitor.pipeline import Pipeline, ProductPipeline
 from monitor.stats import Histogram, LoopStats, ProductStats
+from monitor.windows import REJECT_REASONS, VERDICTS
 
 
 def _family(name: str, labels: tuple[str, ...] | None = None) -> Any:
@@ -95,9 +96,12 @@ class TidemarkCollector(Collector):
         self.clock = clock
         self.registry_lookups = registry_lookups
 
-    def _snapshot(self, now: float) -> list[_ProductView]:
+    def _snapshot(self, now: float) -> tuple[list[_ProductView], list[tuple[str, dict[str, int]]]]:
         views = []
         with self.pipeline.lock:
+            manifest_topics = [
+                (topic, dict(control.errors)) for topic, control in self.pipeline.manifests.items()
+            ]
             for topic, product in self.pipeline.products.items():
                 hws = self.pipeline.high_watermarks.get(topic, {})
                 parts = []
@@ -128,14 +132,14 @@ class TidemarkCollector(Collector):
                         ),
                     )
                 )
-        return views
+        return views, manifest_topics
 
     def collect(self) -> Iterator[Metric]:
         now = self.clock()
-        views = self._snapshot(now)
+        views, manifest_topics = self._snapshot(now)
         yield from self._product_families(views, now)
         yield from self._partition_families(views)
-        yield from self._completeness_families(views)
+        yield from self._completeness_families(views, manifest_topics)
         yield from self._self_families(views, now)
 
     def _product_families(self, views: list[_ProductView], now: float) -> Iterator[Metric]:
@@ -211,7 +215,9 @@ class TidemarkCollector(Collector):
                     hwm.add_metric(labels, p.high_watermark)
         yield from (wm, max_et, idle, stuck, age, lag, hwm, assigned)
 
-    def _completeness_families(self, views: list[_ProductView]) -> Iterator[Metric]:
+    def _completeness_families(
+        self, views: list[_ProductView], manifest_topics: list[tuple[str, dict[str, int]]]
+    ) -> Iterator[Metric]:
         expected = _family("tidemark_completeness_expected_events")
         observed = _family("tidemark_completeness_observed_events")
         ratio = _family("tidemark_window_completeness_ratio")
@@ -221,6 +227,11 @@ class TidemarkCollector(Collector):
         out_of_order = _family("tidemark_sequence_out_of_order_events")
         tracked = _family("tidemark_producers_tracked")
         evictions = _family("tidemark_producer_evictions")
+        recovered = _family("tidemark_windows_recovered")
+        amended = _family("tidemark_window_amended_events")
+        manifests = _family("tidemark_manifests")
+        seq_late = _family("tidemark_sequence_late_events")
+        resets = _family("tidemark_sequence_resets")
         for v in views:
             c = v.completeness
             if c is None:
@@ -230,15 +241,29 @@ class TidemarkCollector(Collector):
             observed.add_metric(pl, c.observed_events_total)
             if c.last_window_ratio is not None:
                 ratio.add_metric(pl, c.last_window_ratio)
-            for verdict in ("complete", "incomplete", "partial", "no_manifest"):
+            for verdict in VERDICTS:
                 closed.add_metric([*pl, verdict], c.windows_closed_total.get(verdict, 0))
+            recovered.add_metric(pl, c.windows_recovered_total)
+            amended.add_metric(pl, c.late_amendments_total)
+            if v.product.config.completeness and v.product.config.completeness.manifests:
+                manifests.add_metric([*pl, "accepted"], c.manifests_accepted_total)
+                manifests.add_metric([*pl, "duplicate"], c.manifests_duplicate_total)
+                for reason in REJECT_REASONS:
+                    manifests.add_metric([*pl, reason], c.manifests_rejected_total.get(reason, 0))
+            seq_late.add_metric(pl, c.sequence_late_total)
+            resets.add_metric(pl, c.sequence_resets_total)
             missing.add_metric(pl, c.sequence_missing_total)
             duplicate.add_metric(pl, c.sequence_duplicate_total)
             out_of_order.add_metric(pl, c.sequence_out_of_order_total)
             tracked.add_metric(pl, c.producers_tracked)
             evictions.add_metric(pl, c.producer_evictions_total)
         yield from (expected, observed, ratio, closed, missing, duplicate, out_of_order)
-        yield from (tracked, evictions)
+        yield from (tracked, evictions, recovered, amended, manifests, seq_late, resets)
+        errors = _family("tidemark_manifest_errors")
+        for topic, control in manifest_topics:
+            for reason in ("decode_error", "unknown_product"):
+                errors.add_metric([topic, reason], control.get(reason, 0))
+        yield errors
 
     def _self_families(self, views: list[_ProductView], now: float) -> Iterator[Metric]:
         h = self.health

@@ -8,6 +8,7 @@ additions: no label look-ups, no logging, no allocation beyond the decoder's.
 from __future__ import annotations
 
 import threading
+from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -17,6 +18,7 @@ from monitor.config import ProductConfig
 from monitor.contracts import Verdict
 from monitor.decoding import Decoder, InvalidEvent, Reason
 from monitor.eventtime import EventTimeExtractor
+from monitor.manifests import ManifestError, decode_manifest
 from monitor.stats import LATENCY_BUCKETS, Histogram, ProductStats
 from monitor.watermarks import FUTURE, LATE, ClockSettings, ProductClock
 
@@ -85,7 +87,9 @@ class ProductPipeline:
         tracker = None
         producer_of = sequence_of = None
         if config.completeness is not None:
-            tracker = CompletenessTracker(config.completeness)
+            tracker = CompletenessTracker(
+                config.completeness, max_out_of_orderness=config.max_out_of_orderness
+            )
             sequence = config.completeness.sequence
             if sequence is not None:
                 producer_of = field_getter(sequence.producer_field)
@@ -101,11 +105,20 @@ class ProductPipeline:
             stats=stats,
         )
 
-    def assign(self, partition: int, now: float, start: int, warmup_until: int) -> None:
+    def assign(
+        self,
+        partition: int,
+        now: float,
+        start: int,
+        warmup_until: int,
+        topic_partitions: int | None = None,
+    ) -> None:
         self.clock.assign(partition, now, position=start)
         self.warmup_until[partition] = warmup_until
         if self.completeness is not None:
-            self.completeness.on_partitions_assigned({partition}, now)
+            self.completeness.on_partitions_assigned(
+                {partition}, now, topic_partitions=topic_partitions
+            )
 
     def revoke(self, partition: int) -> None:
         self.clock.revoke(partition)
@@ -173,6 +186,31 @@ class ProductPipeline:
 
 
 @dataclass(slots=True)
+class ManifestTopic:
+    """A control topic of producer manifests, shared by one or more products."""
+
+    topic: str
+    products: dict[str, ProductPipeline]  # by product name
+    positions: dict[int, int] = field(default_factory=dict)  # partition -> next offset
+    errors: Counter[str] = field(default_factory=Counter)  # decode_error, unknown_product
+
+    def process(self, msg: Message) -> None:
+        self.positions[msg.partition() or 0] = (msg.offset() or 0) + 1
+        try:
+            manifest = decode_manifest(msg.value() or b"")
+        except ManifestError:
+            self.errors["decode_error"] += 1
+            return
+        product = self.products.get(manifest.product)
+        if product is None or product.completeness is None:
+            self.errors["unknown_product"] += 1
+            return
+        product.completeness.on_manifest(
+            manifest.window_start, manifest.window_end, manifest.event_count, manifest.producer_id
+        )
+
+
+@dataclass(slots=True)
 class Pipeline:
     """Routes messages to their product; the one object the loop and collector share.
 
@@ -184,17 +222,60 @@ class Pipeline:
     lock: threading.Lock = field(default_factory=threading.Lock)
     # Replaced whole by the lag tracker's thread, never mutated: topic -> partition -> end.
     high_watermarks: dict[str, dict[int, int]] = field(default_factory=dict)
+    manifests: dict[str, ManifestTopic] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        for product in self.products.values():
+            manifests = product.config.completeness and product.config.completeness.manifests
+            if manifests:
+                control = self.manifests.setdefault(
+                    manifests.topic, ManifestTopic(manifests.topic, {})
+                )
+                control.products[product.config.name] = product
 
     @property
     def topics(self) -> list[str]:
-        return list(self.products)
+        return [*self.products, *self.manifests]
+
+    def assign(
+        self,
+        topic: str,
+        partition: int,
+        now: float,
+        *,
+        start: int,
+        warmup_until: int,
+        topic_partitions: int | None = None,
+    ) -> None:
+        product = self.products.get(topic)
+        if product is not None:
+            product.assign(partition, now, start, warmup_until, topic_partitions)
+        elif topic in self.manifests:
+            # Manifests are replayed from the read-back too: the largest count per
+            # producer and window wins, so seeing one twice changes nothing.
+            self.manifests[topic].positions[partition] = start
+
+    def revoke(self, topic: str, partition: int) -> None:
+        product = self.products.get(topic)
+        if product is not None:
+            product.revoke(partition)
+        elif topic in self.manifests:
+            self.manifests[topic].positions.pop(partition, None)
+
+    def owns_partitions(self) -> bool:
+        return any(p.clock.partitions for p in self.products.values()) or any(
+            m.positions for m in self.manifests.values()
+        )
 
     def process_batch(self, messages: Sequence[Message], now: float) -> None:
         products = self.products
         for msg in messages:
-            product = products.get(msg.topic() or "")
+            topic = msg.topic() or ""
+            product = products.get(topic)
             if product is not None:
                 product.process(msg, now)
+            elif topic in self.manifests:
+                self.manifests[topic].process(msg)
 
     def advance(self, now: float) -> None:
         """After a batch: let windows close and gaps be declared on the new watermark."""
@@ -215,3 +296,6 @@ class Pipeline:
             for partition, clock in product.clock.partitions.items():
                 if clock.position >= 0 and clock.position > product.warmup_until.get(partition, -1):
                     yield topic, partition, clock.position
+        for topic, control in self.manifests.items():
+            for partition, offset in control.positions.items():
+                yield topic, partition, offset

@@ -117,15 +117,22 @@ class ProductClock:
         """Min over active partitions; if every partition is idle, the max.
 
         Partitions with no event yet are left out, so an assignment never shows
-        a false staleness. When all partitions are idle the producer has stopped
-        altogether and the newest data really is getting old, so the product
-        watermark stays at the newest partition watermark and freshness grows.
+        a false staleness, unless they still have data to read (lag unknown or
+        > 0, e.g. the read-back after an assignment): then the last value is
+        kept, because a min over the others could be far ahead of that
+        partition and, never decreasing, would hide its staleness for good.
+        When all partitions are idle the producer has stopped altogether and
+        the newest data really is getting old, so the product watermark stays
+        at the newest partition watermark and freshness grows.
         """
-        current = product_watermark(
-            (clock.watermark, clock.is_idle(now, high_watermarks.get(p)))
-            for p, clock in self.partitions.items()
-            if clock.has_watermark
-        )
+        known: list[tuple[float, bool]] = []
+        for p, clock in self.partitions.items():
+            high_watermark = high_watermarks.get(p)
+            if clock.has_watermark:
+                known.append((clock.watermark, clock.is_idle(now, high_watermark)))
+            elif clock.lag(high_watermark) != 0:
+                return self.emitted
+        current = product_watermark(known)
         if current is not None and (self.emitted is None or current > self.emitted):
             self.emitted = current
         return self.emitted
