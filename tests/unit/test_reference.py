@@ -1,0 +1,28 @@
+"""The README's metric reference and demo contracts cannot drift from the code."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from monitor.catalogue import METRICS
+from monitor.reference import render_readme
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def test_readme_metric_table_is_current() -> None:
+    text = (REPO / "README.md").read_text(encoding="utf-8")
+    assert render_readme(text) == text, "run `python -m monitor.reference` to update README.md"
+
+
+def test_every_metric_is_in_the_readme() -> None:
+    text = (REPO / "README.md").read_text(encoding="utf-8")
+    for spec in METRICS:
+        name = f"{spec.name}_total" if spec.type == "counter" else spec.name
+        assert f"`{name}`" in text
+
+
+def test_demo_contracts_are_the_shipped_examples() -> None:
+    for example in (REPO / "config" / "contracts").glob("*.avsc"):
+        packaged = REPO / "monitor" / "demo_contracts" / example.name
+        assert packaged.read_text() == example.read_text(), f"{packaged} differs from {example}"
