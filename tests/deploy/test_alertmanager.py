@@ -18,28 +18,87 @@ def test_config_passes_amtool_check_config(path) -> None:
 
 # (labels of an alert as the shipped rules produce them, receiver it must reach)
 ROUTES = [
-    ({"alertname": "TidemarkDataStale", "severity": "page", "category": "data",
-      "product": "orders", "owner": "team-checkout"}, "data-pager"),
-    ({"alertname": "TidemarkSLOFastBurn", "severity": "page", "category": "slo",
-      "product": "orders", "sli": "freshness"}, "data-pager"),
-    ({"alertname": "TidemarkSLOSlowBurn", "severity": "ticket", "category": "slo",
-      "product": "orders", "sli": "freshness"}, "data-tickets"),
-    ({"alertname": "TidemarkSchemaIncompatible", "severity": "ticket", "category": "data",
-      "product": "orders"}, "data-tickets"),
-    ({"alertname": "TidemarkAbsent", "severity": "page", "category": "monitor",
-      "owner": "data-platform"}, "platform-pager"),
-    ({"alertname": "TidemarkConsumerStuck", "severity": "page", "category": "monitor",
-      "product": "orders"}, "platform-pager"),
-    ({"alertname": "TidemarkDown", "severity": "ticket", "category": "monitor",
-      "instance": "tidemark-1:9308"}, "platform-tickets"),
+    (
+        {
+            "alertname": "TidemarkDataStale",
+            "severity": "page",
+            "category": "data",
+            "product": "orders",
+            "owner": "team-checkout",
+        },
+        "data-pager",
+    ),
+    (
+        {
+            "alertname": "TidemarkSLOFastBurn",
+            "severity": "page",
+            "category": "slo",
+            "product": "orders",
+            "sli": "freshness",
+        },
+        "data-pager",
+    ),
+    (
+        {
+            "alertname": "TidemarkSLOSlowBurn",
+            "severity": "ticket",
+            "category": "slo",
+            "product": "orders",
+            "sli": "freshness",
+        },
+        "data-tickets",
+    ),
+    (
+        {
+            "alertname": "TidemarkSchemaIncompatible",
+            "severity": "ticket",
+            "category": "data",
+            "product": "orders",
+        },
+        "data-tickets",
+    ),
+    (
+        {
+            "alertname": "TidemarkAbsent",
+            "severity": "page",
+            "category": "monitor",
+            "owner": "data-platform",
+        },
+        "platform-pager",
+    ),
+    (
+        {
+            "alertname": "TidemarkConsumerStuck",
+            "severity": "page",
+            "category": "monitor",
+            "product": "orders",
+        },
+        "platform-pager",
+    ),
+    (
+        {
+            "alertname": "TidemarkDown",
+            "severity": "ticket",
+            "category": "monitor",
+            "instance": "tidemark-1:9308",
+        },
+        "platform-tickets",
+    ),
 ]
 
 
 @pytest.mark.parametrize(("labels", "receiver"), ROUTES, ids=lambda v: str(v)[:40])
 def test_alert_routes_to_receiver(labels: dict[str, str], receiver: str) -> None:
     args = [f"{k}={v}" for k, v in labels.items()]
-    result = run(tool("amtool"), "config", "routes", "test",
-                 f"--config.file={CONFIGS[0]}", f"--verify.receivers={receiver}", *args)
+    result = run(
+        tool("amtool"),
+        "config",
+        "routes",
+        "test",
+        f"--config.file={CONFIGS[0]}",
+        f"--verify.receivers={receiver}",
+        *args,
+    )
     assert result.returncode == 0, result.stdout + result.stderr
 
 
@@ -49,8 +108,10 @@ def test_every_severity_and_category_the_rules_emit_is_routed() -> None:
     matchers = {m for route in config["route"]["routes"] for m in route["matchers"]}
     for rule in alert_rules():
         labels = rule["labels"]
-        assert (f'severity="{labels["severity"]}"' in matchers
-                or f'category="{labels["category"]}"' in matchers), rule["alert"]
+        assert (
+            f'severity="{labels["severity"]}"' in matchers
+            or f'category="{labels["category"]}"' in matchers
+        ), rule["alert"]
 
 
 def test_inhibit_rules_name_only_existing_alerts() -> None:

@@ -21,8 +21,14 @@ def _compose() -> dict[str, Any]:
 
 def test_stack_has_kafka_prometheus_alertmanager_grafana_tidemark_and_producer() -> None:
     services = _compose()["services"]
-    assert {"kafka", "prometheus", "alertmanager", "grafana", "tidemark",
-            "demo-producer"} <= services.keys()
+    assert {
+        "kafka",
+        "prometheus",
+        "alertmanager",
+        "grafana",
+        "tidemark",
+        "demo-producer",
+    } <= services.keys()
     assert services["kafka"]["image"].startswith("apache/kafka:")
     assert services["demo-producer"]["command"][:1] == ["produce-demo"]
     assert services["tidemark"]["command"] == ["run", "--config", "/etc/tidemark/config.yaml"]
@@ -68,5 +74,3 @@ def test_tidemark_config_watches_the_demo_topics() -> None:
     assert {p["topic"] for p in config["products"]} == {demo.ORDERS_TOPIC, demo.PAYMENTS_TOPIC}
     assert config["kafka"]["bootstrap_servers"] == "kafka:9092"
     assert config["server"]["port"] == 9308
-
-

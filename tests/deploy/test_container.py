@@ -64,6 +64,11 @@ def test_systemd_unit_verifies(tmp_path: Path) -> None:
 def test_systemd_unit_runs_tidemark_unprivileged_and_restarts() -> None:
     text = UNIT.read_text()
     assert "ExecStart=/opt/tidemark/bin/tidemark run --config /etc/tidemark/config.yaml" in text
-    for line in ("DynamicUser=yes", "NoNewPrivileges=yes", "ProtectSystem=strict",
-                 "Restart=on-failure", "KillSignal=SIGTERM"):
+    for line in (
+        "DynamicUser=yes",
+        "NoNewPrivileges=yes",
+        "ProtectSystem=strict",
+        "Restart=on-failure",
+        "KillSignal=SIGTERM",
+    ):
         assert line in text.splitlines(), line

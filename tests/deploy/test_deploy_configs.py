@@ -41,7 +41,10 @@ def test_shipped_config_passes_tidemark_validate(case: str, tmp_path: Path) -> N
     shutil.copytree(contracts, tmp_path / "contracts")
     result = subprocess.run(
         [sys.executable, "-m", "monitor", "validate", "--config", str(tmp_path / "config.yaml")],
-        capture_output=True, text=True, timeout=60, cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=REPO,
         env={"PATH": "/usr/bin:/bin", "TIDEMARK_KAFKA__SASL_PASSWORD": "not-a-secret"},
     )
     assert result.returncode == 0, result.stdout + result.stderr

@@ -51,16 +51,26 @@ def test_executive_shows_compliance_budget_owner_and_tier() -> None:
 
 def test_oncall_shows_slis_burn_alerts_lag_and_schemas() -> None:
     text = (DEPLOY / "grafana" / "dashboards" / "tidemark-oncall.json").read_text()
-    for needle in ("slo_sli:ratio_rate1h", "slo_burn_rate:rate1h", "ALERTS",
-                   "consumer_lag", "writer_schema_info"):
+    for needle in (
+        "slo_sli:ratio_rate1h",
+        "slo_burn_rate:rate1h",
+        "ALERTS",
+        "consumer_lag",
+        "writer_schema_info",
+    ):
         assert needle in text
 
 
 def test_debug_shows_partitions_histograms_and_reasons() -> None:
     text = (DEPLOY / "grafana" / "dashboards" / "tidemark-debug.json").read_text()
-    for needle in ("partition_watermark_timestamp_seconds", "partition_idle",
-                   "event_latency_seconds_bucket", "event_lateness_seconds_bucket",
-                   "contract_violations_total", "reason"):
+    for needle in (
+        "partition_watermark_timestamp_seconds",
+        "partition_idle",
+        "event_latency_seconds_bucket",
+        "event_lateness_seconds_bucket",
+        "contract_violations_total",
+        "reason",
+    ):
         assert needle in text
 
 

@@ -19,19 +19,27 @@ def _docs(name: str) -> list[dict[str, Any]]:
 
 
 def _all_docs() -> list[tuple[str, dict[str, Any]]]:
-    return [(p.name, d) for p in sorted(K8S.glob("*.yaml"))
-            if p.name != "kustomization.yaml" for d in _docs(p.name)]
+    return [
+        (p.name, d)
+        for p in sorted(K8S.glob("*.yaml"))
+        if p.name != "kustomization.yaml"
+        for d in _docs(p.name)
+    ]
 
 
 def _by_kind(kind: str, name: str | None = None) -> dict[str, Any]:
-    found = [d for _, d in _all_docs() if d["kind"] == kind
-             and (name is None or d["metadata"]["name"] == name)]
+    found = [
+        d
+        for _, d in _all_docs()
+        if d["kind"] == kind and (name is None or d["metadata"]["name"] == name)
+    ]
     assert len(found) == 1, (kind, name, len(found))
     return found[0]
 
 
 @pytest.mark.parametrize(
-    "doc", [d for _, d in _all_docs() if d["kind"] not in OPERATOR_KINDS],
+    "doc",
+    [d for _, d in _all_docs() if d["kind"] not in OPERATOR_KINDS],
     ids=lambda d: f"{d['kind']}/{d['metadata']['name']}",
 )
 def test_core_manifest_validates_against_kubernetes_schema(doc: dict[str, Any]) -> None:
@@ -106,5 +114,3 @@ def test_kubernetes_validate_rejects_a_broken_manifest() -> None:
     broken = {**service, "spec": {**service["spec"], "publishNotReadyAdresses": True}}
     with pytest.raises(kubernetes_validate.ValidationError):
         kubernetes_validate.validate(broken, "1.30.0", strict=True)
-
-

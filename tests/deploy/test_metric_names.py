@@ -103,5 +103,3 @@ def test_checker_rejects_an_unknown_name() -> None:
 def test_runbook_urls_are_not_mistaken_for_metrics() -> None:
     text = "https://github.com/tidemark/tidemark/blob/main/docs/runbooks/TidemarkDown.md"
     assert NAME.findall(text) == []
-
-

@@ -84,8 +84,13 @@ def test_alert_has_a_runbook(name: str) -> None:
     path = RUNBOOKS / f"{name}.md"
     assert path.exists(), f"write {path.relative_to(REPO)}"
     text = path.read_text().lower()
-    for section in ("## what it means", "## how to confirm", "## likely causes",
-                    "## what to do", "## backfill"):
+    for section in (
+        "## what it means",
+        "## how to confirm",
+        "## likely causes",
+        "## what to do",
+        "## backfill",
+    ):
         assert section in text, f"{path.name} lacks '{section}'"
 
 

@@ -43,8 +43,12 @@ def seconds(duration: str) -> float:
 
 def _http(url: str, data: Any = None, timeout: float = 5.0) -> Any:
     body = None if data is None else json.dumps(data).encode()
-    request = urllib.request.Request(url, data=body, method="GET" if body is None else "POST",
-                                     headers={"Content-Type": "application/json"})
+    request = urllib.request.Request(
+        url,
+        data=body,
+        method="GET" if body is None else "POST",
+        headers={"Content-Type": "application/json"},
+    )
     with urllib.request.urlopen(request, timeout=timeout) as response:
         text = response.read().decode()
     return json.loads(text) if text.strip() else None
@@ -142,13 +146,17 @@ class Alertmanager:
         found = wait_until(lambda: self.alerts(**labels), timeout, f"alert {labels}")
         return dict(found[0])
 
-    def wait_for_notification(self, receiver: str, status: str = "firing",
-                              timeout: float = 30.0, **labels: str) -> dict[str, Any]:
+    def wait_for_notification(
+        self, receiver: str, status: str = "firing", timeout: float = 30.0, **labels: str
+    ) -> dict[str, Any]:
         def match() -> dict[str, Any] | None:
             for note in list(self.notifications):
                 for alert in note["alerts"]:
-                    if (note["receiver"] == receiver and alert["status"] == status
-                            and labels.items() <= alert["labels"].items()):
+                    if (
+                        note["receiver"] == receiver
+                        and alert["status"] == status
+                        and labels.items() <= alert["labels"].items()
+                    ):
                         return note
             return None
 
@@ -162,8 +170,10 @@ def alertmanager_config(webhook_url: str) -> dict[str, Any]:
     """The shipped config with receivers redirected to `webhook_url/<receiver>`, fast timers."""
     config = yaml.safe_load(AM_CONFIG.read_text())
     config["receivers"] = [
-        {"name": r["name"], "webhook_configs": [
-            {"url": f"{webhook_url}/{r['name']}", "send_resolved": True}]}
+        {
+            "name": r["name"],
+            "webhook_configs": [{"url": f"{webhook_url}/{r['name']}", "send_resolved": True}],
+        }
         for r in config["receivers"]
     ]
     routes = [config["route"]]

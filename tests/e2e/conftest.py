@@ -58,13 +58,22 @@ def alertmanager(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Alertmana
     webhook.notifications = []
     threading.Thread(target=webhook.serve_forever, daemon=True).start()
     config = workdir / "alertmanager.yml"
-    config.write_text(yaml.safe_dump(alertmanager_config(
-        f"http://127.0.0.1:{webhook.server_address[1]}")))
+    config.write_text(
+        yaml.safe_dump(alertmanager_config(f"http://127.0.0.1:{webhook.server_address[1]}"))
+    )
     port = free_port()
-    process = spawn("alertmanager", [
-        _alertmanager_binary(), f"--config.file={config}", f"--storage.path={workdir / 'data'}",
-        f"--web.listen-address=127.0.0.1:{port}", "--cluster.listen-address=",
-        "--log.level=warn"], workdir)
+    process = spawn(
+        "alertmanager",
+        [
+            _alertmanager_binary(),
+            f"--config.file={config}",
+            f"--storage.path={workdir / 'data'}",
+            f"--web.listen-address=127.0.0.1:{port}",
+            "--cluster.listen-address=",
+            "--log.level=warn",
+        ],
+        workdir,
+    )
     url = f"http://127.0.0.1:{port}"
     try:
         process.wait_ready(f"{url}/-/ready")
@@ -79,8 +88,9 @@ StartPrometheus = Callable[..., Prometheus]
 
 
 @pytest.fixture
-def start_prometheus(tmp_path_factory: pytest.TempPathFactory,
-                     alertmanager: Alertmanager) -> Iterator[StartPrometheus]:
+def start_prometheus(
+    tmp_path_factory: pytest.TempPathFactory, alertmanager: Alertmanager
+) -> Iterator[StartPrometheus]:
     """Factory: start_prometheus(max_for="2s", interval="1s") -> Prometheus."""
     started: list[Prometheus] = []
 
@@ -94,20 +104,34 @@ def start_prometheus(tmp_path_factory: pytest.TempPathFactory,
         targets.write_text("[]")
         am = alertmanager.url.removeprefix("http://")
         config = {
-            "global": {"scrape_interval": interval, "scrape_timeout": interval,
-                       "evaluation_interval": interval},
+            "global": {
+                "scrape_interval": interval,
+                "scrape_timeout": interval,
+                "evaluation_interval": interval,
+            },
             "rule_files": [str(rules / "*.yml")],
             "alerting": {"alertmanagers": [{"static_configs": [{"targets": [am]}]}]},
-            "scrape_configs": [{"job_name": "tidemark", "file_sd_configs": [
-                {"files": [str(targets)], "refresh_interval": "1s"}]}],
+            "scrape_configs": [
+                {
+                    "job_name": "tidemark",
+                    "file_sd_configs": [{"files": [str(targets)], "refresh_interval": "1s"}],
+                }
+            ],
         }
         (workdir / "prometheus.yml").write_text(yaml.safe_dump(config))
         port = free_port()
-        process = spawn("prometheus", [
-            binary, f"--config.file={workdir / 'prometheus.yml'}",
-            f"--storage.tsdb.path={workdir / 'data'}",
-            f"--web.listen-address=127.0.0.1:{port}",
-            "--rules.alert.resend-delay=1s", "--log.level=warn"], workdir)
+        process = spawn(
+            "prometheus",
+            [
+                binary,
+                f"--config.file={workdir / 'prometheus.yml'}",
+                f"--storage.tsdb.path={workdir / 'data'}",
+                f"--web.listen-address=127.0.0.1:{port}",
+                "--rules.alert.resend-delay=1s",
+                "--log.level=warn",
+            ],
+            workdir,
+        )
         prometheus = Prometheus(f"http://127.0.0.1:{port}", process, targets, rules)
         started.append(prometheus)
         process.wait_ready(f"{prometheus.url}/-/ready")

@@ -45,9 +45,7 @@ def tansu_only(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Broker]:
     broker.close()
 
 
-@pytest.fixture(
-    scope="session", params=["mock", pytest.param("tansu", marks=pytest.mark.tansu)]
-)
+@pytest.fixture(scope="session", params=["mock", pytest.param("tansu", marks=pytest.mark.tansu)])
 def broker(request: pytest.FixtureRequest) -> Broker:
     """Each implementation in turn; code that passes on both leans on neither's quirks."""
     chosen: Broker = request.getfixturevalue(f"{request.param}_only")
@@ -70,7 +68,9 @@ def tidemark(tmp_path: Path) -> Iterator[Callable[..., TidemarkProcess]]:
     started: list[TidemarkProcess] = []
 
     def start(
-        config: Path | None, env: dict[str, str] | None = None, ready_timeout: float = 30.0,
+        config: Path | None,
+        env: dict[str, str] | None = None,
+        ready_timeout: float = 30.0,
         **kwargs: Any,
     ) -> TidemarkProcess:
         proc = TidemarkProcess(config, tmp_path, env=env, **kwargs)

@@ -48,8 +48,14 @@ ORDER_AVSC = (
 def test_records_read_back_with_key_timestamp_and_headers(broker: Broker) -> None:
     topic = broker.new_topic(3)
     for i in range(5):
-        broker.produce(topic, 0, f"v{i}".encode(), key=b"k", timestamp_ms=1_700_000_000_000 + i,
-                       headers=[("trace", b"t%d" % i)])
+        broker.produce(
+            topic,
+            0,
+            f"v{i}".encode(),
+            key=b"k",
+            timestamp_ms=1_700_000_000_000 + i,
+            headers=[("trace", b"t%d" % i)],
+        )
     broker.produce(topic, 2, None)  # a tombstone
     ends = broker.flush()
 
@@ -224,7 +230,9 @@ def test_registry_basic_auth_accepts_only_the_right_secret() -> None:
                 client.get_schema(schema_id)
             assert err.value.http_status_code == 401
         assert [(r.user, r.status) for r in server.requests] == [
-            ("svc", 200), ("svc", 401), (None, 401),
+            ("svc", 200),
+            ("svc", 401),
+            (None, 401),
         ]
         assert "s3cret-pw" not in repr(server.requests)
 

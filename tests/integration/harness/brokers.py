@@ -257,9 +257,19 @@ class TansuBroker(Broker):
             url = f"tcp://127.0.0.1:{port}"
             with log_path.open("ab") as log:
                 self.process = subprocess.Popen(
-                    [binary, "broker", "--listener-url", url, "--advertised-listener-url", url,
-                     "--storage-engine", "memory://tansu/"],
-                    stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                    [
+                        binary,
+                        "broker",
+                        "--listener-url",
+                        url,
+                        "--advertised-listener-url",
+                        url,
+                        "--storage-engine",
+                        "memory://tansu/",
+                    ],
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    stdin=subprocess.DEVNULL,
                 )
             if wait_for_port(port, timeout) and self.process.poll() is None:
                 self.bootstrap = f"127.0.0.1:{port}"

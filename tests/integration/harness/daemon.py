@@ -47,10 +47,17 @@ class TidemarkProcess:
         self.port = port or free_port()
         self.stdout_path = log_dir / f"tidemark-{self.port}.stdout"
         self.stderr_path = log_dir / f"tidemark-{self.port}.stderr"
-        self.argv = list(argv) if argv is not None else [
-            sys.executable, "-m", "monitor", "run",
-            *(["--config", str(config)] if config is not None else []),
-        ]
+        self.argv = (
+            list(argv)
+            if argv is not None
+            else [
+                sys.executable,
+                "-m",
+                "monitor",
+                "run",
+                *(["--config", str(config)] if config is not None else []),
+            ]
+        )
         inherited = {k: v for k, v in os.environ.items() if not k.startswith("TIDEMARK_")}
         self.env = {
             **inherited,
@@ -95,8 +102,12 @@ class TidemarkProcess:
         self.stdout_path.parent.mkdir(parents=True, exist_ok=True)
         with self.stdout_path.open("wb") as out, self.stderr_path.open("wb") as err:
             self.process = subprocess.Popen(
-                self.argv, stdout=out, stderr=err, stdin=subprocess.DEVNULL,
-                env=self.env, cwd=REPO_ROOT,
+                self.argv,
+                stdout=out,
+                stderr=err,
+                stdin=subprocess.DEVNULL,
+                env=self.env,
+                cwd=REPO_ROOT,
             )
         self.wait_ready(ready_timeout)
         return self
@@ -166,8 +177,11 @@ class TidemarkProcess:
     # --- output ------------------------------------------------------------------------
     def output(self) -> str:
         """Everything written so far, stdout then stderr."""
-        parts = [p.read_text(errors="replace") for p in (self.stdout_path, self.stderr_path)
-                 if p.exists()]
+        parts = [
+            p.read_text(errors="replace")
+            for p in (self.stdout_path, self.stderr_path)
+            if p.exists()
+        ]
         return "".join(parts)
 
     def log_records(self) -> list[dict[str, Any]]:
