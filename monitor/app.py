@@ -12,7 +12,7 @@ from typing import Any
 import structlog
 from confluent_kafka import Consumer
 
-from monitor.config import ProductConfig, Settings
+from monitor.config import ProductConfig, Settings, loggable
 from monitor.contracts import Contract
 from monitor.decoding import ConfluentDecoder, Decoder, RawAvroDecoder, SingleObjectDecoder
 from monitor.errors import ConfigError, ContractError
@@ -162,7 +162,7 @@ class Monitor:
             "tidemark_started",
             metrics=self.metrics_url,
             products=[p.name for p in self.settings.products],
-            config=self.settings.model_dump(mode="json", exclude={"products"}),
+            config=loggable(self.settings),
         )
         self.lag.start()
         started = time.monotonic()

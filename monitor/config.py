@@ -225,6 +225,15 @@ class Settings(BaseSettings):
         return self
 
 
+def loggable(settings: Settings) -> dict[str, Any]:
+    """The settings as logged at start-up: secrets masked, URL credentials removed."""
+    data = settings.model_dump(mode="json", exclude={"products"})
+    url = data["schema_registry"].get("url")
+    if url:
+        data["schema_registry"]["url"] = re.sub(r"//[^/@]*@", "//***@", url)
+    return data
+
+
 def _line_index(text: str) -> dict[tuple[str | int, ...], int]:
     """Map each key path in the YAML document to its 1-based line."""
     lines: dict[tuple[str | int, ...], int] = {}

@@ -66,6 +66,7 @@ class LagTracker:
 
     def refresh(self) -> None:
         snapshot: dict[str, dict[int, int]] = {}
+        answered = False
         timeout = max(1.0, min(self._interval, 10.0))
         for topic, partition in self._owned():
             if self._stop.is_set():
@@ -90,8 +91,11 @@ class LagTracker:
                     snapshot.setdefault(topic, {})[partition] = previous
                 continue
             snapshot.setdefault(topic, {})[partition] = high
+            answered = True
         self._pipeline.high_watermarks = snapshot
         self._health.lag_snapshot_at = self._clock()
+        if answered:
+            self._health.connected = True
 
     def _run(self) -> None:
         while not self._stop.is_set():

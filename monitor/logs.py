@@ -30,3 +30,12 @@ def configure_logging(
         logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
         cache_logger_on_first_use=True,
     )
+    # librdkafka's log lines (and any library using stdlib logging) go the same way.
+    logging.basicConfig(
+        handlers=[_ToStructlog()], level=logging.getLevelNamesMapping()[level.upper()], force=True
+    )
+
+
+class _ToStructlog(logging.Handler):
+    def emit(self, record: logging.LogRecord) -> None:
+        structlog.get_logger(record.name).log(record.levelno, record.getMessage())

@@ -89,6 +89,7 @@ class ConsumeLoop:
                 self._committed[(tp.topic, tp.partition)] = resume
                 starts.append(TopicPartition(tp.topic, tp.partition, start))
             self.health.assigned = bool(starts) or self.health.assigned
+            self.health.connected = True
         for tp in starts:
             log.info(
                 "partition_assigned",
@@ -177,7 +178,8 @@ class ConsumeLoop:
             if messages:
                 loop.batch_size.observe(len(messages))
                 loop.batch_seconds.observe(time.perf_counter() - started)
-        self.health.connected = True
+        if good:  # evidence of a working connection; so are assignments and lag answers
+            self.health.connected = True
         if now - self._last_commit >= self.commit_interval:
             self.commit(sync=False)
         return len(good)

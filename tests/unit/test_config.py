@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from monitor.app import build_pipeline
-from monitor.config import load_settings
+from monitor.config import load_settings, loggable
 from monitor.durations import parse_duration
 from monitor.errors import ConfigError
 
@@ -164,3 +164,15 @@ def test_event_time_field_must_exist_in_contract(config_dir: Path) -> None:
     path = write(config_dir, MINIMAL.replace("event_time: occurred_at", "event_time: created"))
     with pytest.raises(ConfigError, match=r"products\[0\]\.event_time \(orders\)"):
         build_pipeline(load_settings(path))
+
+
+def test_start_up_log_view_masks_secrets_and_url_credentials(config_dir: Path) -> None:
+    text = MINIMAL.replace(
+        "kafka:\n",
+        "schema_registry:\n  url: https://svc:regpass@registry:8081\n"
+        "  basic_auth_user_info: svc:regpass\nkafka:\n  sasl_password: kafkapass\n",
+    )
+    view = str(loggable(load_settings(write(config_dir, text))))
+    assert "regpass" not in view
+    assert "kafkapass" not in view
+    assert "https://***@registry:8081" in view
