@@ -234,12 +234,17 @@ class BrokerUnderTest:
             cluster.create_topic(TOPIC, PARTITIONS)
             self._cleanup = cluster.close
             return cluster.bootstrap_servers
-        sys.path.insert(0, str(REPO / "tests" / "integration"))
-        from harness.brokers import start_tansu  # type: ignore[import-not-found]
+        import contextlib
+        import tempfile
 
-        broker = start_tansu()
+        sys.path.insert(0, str(REPO / "tests" / "integration"))
+        from harness.brokers import tansu_broker  # type: ignore[import-not-found]
+
+        stack = contextlib.ExitStack()
+        log_dir = stack.enter_context(tempfile.TemporaryDirectory())
+        broker = stack.enter_context(tansu_broker(Path(log_dir)))
         broker.create_topic(TOPIC, PARTITIONS)
-        self._cleanup = broker.close
+        self._cleanup = stack.close
         return str(broker.bootstrap)
 
     def __exit__(self, *exc: object) -> None:
