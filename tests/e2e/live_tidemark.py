@@ -1,0 +1,170 @@
+"""A live Tidemark for end-to-end tests: broker, producer thread, daemon config.
+
+The broker and the daemon runner come from the integration harness
+(tests/integration/harness), which this module puts on sys.path so e2e tests can be
+run alone. The producer writes valid `orders` events (config/contracts/orders.avsc,
+schemaless Avro as with encoding `avro-raw`) stamped with the current time, to every
+partition of every product's topic, and can pause one product to simulate a stalled
+upstream producer while the others keep flowing.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import sys
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import yaml
+from confluent_kafka import KafkaError, Message, Producer
+from fastavro import parse_schema, schemaless_writer
+
+REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO / "tests" / "integration"))  # the harness package
+
+from harness import MockBroker, TidemarkProcess  # noqa: E402
+
+__all__ = [
+    "ORDERS_AVSC",
+    "MockBroker",
+    "Product",
+    "StallableProducer",
+    "TidemarkProcess",
+    "write_config",
+]
+
+ORDERS_AVSC = REPO / "config" / "contracts" / "orders.avsc"
+
+
+@dataclass(frozen=True, slots=True)
+class Product:
+    name: str
+    owner: str
+    tier: str
+    topic: str
+    partitions: int
+
+
+def write_config(
+    path: Path,
+    bootstrap: str,
+    products: list[Product],
+    *,
+    threshold: float,
+    idle_timeout: float,
+    out_of_orderness: float,
+) -> Path:
+    """A daemon config with test timings; every product uses the orders contract."""
+    config: dict[str, Any] = {
+        "kafka": {
+            "bootstrap_servers": bootstrap,
+            "group_id": f"tidemark-e2e-{uuid.uuid4().hex[:8]}",
+            "poll_timeout": 0.1,
+            "commit_interval": 0.5,
+            "start_from": "earliest",
+        },
+        "lag": {"refresh_interval": 0.5, "stuck_after": 30},
+        "logging": {"format": "json", "level": "info"},
+        "products": [
+            {
+                "name": p.name,
+                "owner": p.owner,
+                "tier": p.tier,
+                "topic": p.topic,
+                "contract": str(ORDERS_AVSC),
+                "encoding": "avro-raw",
+                "event_time": "occurred_at",
+                "max_out_of_orderness": out_of_orderness,
+                "idle_timeout": idle_timeout,
+                "freshness": {"threshold": threshold, "target": 0.99},
+            }
+            for p in products
+        ],
+    }
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    return path
+
+
+@dataclass(slots=True)
+class StallableProducer:
+    """Writes one current event per partition of every product every `interval` seconds.
+
+    Partition p's events are stamped `p * skew` seconds in the past, so a product's
+    partition watermarks differ and a test can tell the newest from the oldest.
+    """
+
+    bootstrap: str
+    products: list[Product]
+    interval: float = 0.1
+    skew: float = 0.5
+    sent: dict[str, int] = field(default_factory=dict)
+    errors: list[str] = field(default_factory=list)
+    _paused: set[str] = field(default_factory=set)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+    _stop: threading.Event = field(default_factory=threading.Event)
+    _thread: threading.Thread | None = None
+
+    def pause(self, product: str) -> None:
+        with self._lock:
+            self._paused.add(product)
+
+    def resume(self, product: str) -> None:
+        with self._lock:
+            self._paused.discard(product)
+
+    def start(self) -> StallableProducer:
+        self._thread = threading.Thread(target=self._run, name="e2e-producer", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+
+    def _on_delivery(self, err: KafkaError | None, msg: Message) -> None:
+        if err is not None:
+            self.errors.append(f"{msg.topic()}[{msg.partition()}]: {err}")
+
+    def _run(self) -> None:
+        schema = parse_schema(json.loads(ORDERS_AVSC.read_text()))
+        producer = Producer({"bootstrap.servers": self.bootstrap, "linger.ms": 5})
+        seq = dict.fromkeys((p.name for p in self.products), 0)  # per producer_id
+        while not self._stop.is_set():
+            with self._lock:
+                active = [p for p in self.products if p.name not in self._paused]
+            now = time.time()
+            for p in active:
+                for partition in range(p.partitions):
+                    n = seq[p.name]
+                    event_time = now - partition * self.skew
+                    value = _order(schema, p.name, n, event_time)
+                    producer.produce(
+                        p.topic, value, partition=partition, on_delivery=self._on_delivery
+                    )
+                    seq[p.name] = self.sent[p.name] = n + 1
+            producer.poll(0)
+            self._stop.wait(self.interval)
+        producer.flush(5)
+
+
+def _order(schema: Any, product: str, n: int, event_time: float) -> bytes:
+    """One valid orders event, schemaless Avro (what encoding `avro-raw` expects)."""
+    record = {
+        "order_id": f"{product}-{n}",
+        "customer_id": f"customer-{n % 97}",
+        "amount_cents": 100 + n % 1000,
+        "currency": "EUR",
+        "occurred_at": datetime.fromtimestamp(event_time, UTC),
+        "producer_id": f"e2e-{product}",
+        "sequence": n,
+    }
+    body = io.BytesIO()
+    schemaless_writer(body, schema, record)
+    return body.getvalue()
