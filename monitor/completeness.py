@@ -216,11 +216,20 @@ class CompletenessTracker:
             self._seq.advance(product_watermark)
 
     def on_manifest(
-        self, window_start: float, window_end: float, expected: int, producer_id: str | None
+        self,
+        window_start: float,
+        window_end: float,
+        expected: int,
+        producer_id: str | None,
+        *,
+        replay: bool = False,
     ) -> None:
+        """replay: read back after an assignment (counted by an earlier owner)."""
         if self._windows is None:
             return
-        self._windows.on_manifest(window_start, window_end, max(expected, 0), producer_id)
+        self._windows.on_manifest(
+            window_start, window_end, max(expected, 0), producer_id, replay=replay
+        )
 
     def on_partitions_assigned(
         self, partitions: set[int], now: float, *, topic_partitions: int | None = None

@@ -113,7 +113,7 @@ class ProductPipeline:
         warmup_until: int,
         topic_partitions: int | None = None,
     ) -> None:
-        self.clock.assign(partition, now, position=start)
+        self.clock.assign(partition, now, position=start, warm_until=warmup_until)
         self.warmup_until[partition] = warmup_until
         if self.completeness is not None:
             self.completeness.on_partitions_assigned(
@@ -193,20 +193,30 @@ class ManifestTopic:
     products: dict[str, ProductPipeline]  # by product name
     positions: dict[int, int] = field(default_factory=dict)  # partition -> next offset
     errors: Counter[str] = field(default_factory=Counter)  # decode_error, unknown_product
+    # Offsets below these were counted by an earlier owner: replayed, never counted again.
+    warmup_until: dict[int, int] = field(default_factory=dict)
 
     def process(self, msg: Message) -> None:
-        self.positions[msg.partition() or 0] = (msg.offset() or 0) + 1
+        partition, offset = msg.partition() or 0, msg.offset() or 0
+        self.positions[partition] = offset + 1
+        replay = offset < self.warmup_until.get(partition, -1)
         try:
             manifest = decode_manifest(msg.value() or b"")
         except ManifestError:
-            self.errors["decode_error"] += 1
+            if not replay:
+                self.errors["decode_error"] += 1
             return
         product = self.products.get(manifest.product)
         if product is None or product.completeness is None:
-            self.errors["unknown_product"] += 1
+            if not replay:
+                self.errors["unknown_product"] += 1
             return
         product.completeness.on_manifest(
-            manifest.window_start, manifest.window_end, manifest.event_count, manifest.producer_id
+            manifest.window_start,
+            manifest.window_end,
+            manifest.event_count,
+            manifest.producer_id,
+            replay=replay,
         )
 
 
@@ -252,8 +262,10 @@ class Pipeline:
             product.assign(partition, now, start, warmup_until, topic_partitions)
         elif topic in self.manifests:
             # Manifests are replayed from the read-back too: the largest count per
-            # producer and window wins, so seeing one twice changes nothing.
+            # producer and window wins, so seeing one twice changes no expectation,
+            # and replayed ones are not counted again.
             self.manifests[topic].positions[partition] = start
+            self.manifests[topic].warmup_until[partition] = warmup_until
 
     def revoke(self, topic: str, partition: int) -> None:
         product = self.products.get(topic)
@@ -261,6 +273,7 @@ class Pipeline:
             product.revoke(partition)
         elif topic in self.manifests:
             self.manifests[topic].positions.pop(partition, None)
+            self.manifests[topic].warmup_until.pop(partition, None)
 
     def owns_partitions(self) -> bool:
         return any(p.clock.partitions for p in self.products.values()) or any(

@@ -38,6 +38,7 @@ class PartitionClock:
     last_event_at: float = NEG_INF  # wall clock of the last processed event
     position: int = -1  # next offset Tidemark will read; -1 until known
     position_changed_at: float = NEG_INF
+    warm_until: int = -1  # offsets below this are read-back: the watermark is not complete yet
 
     def __post_init__(self) -> None:
         self.position_changed_at = self.assigned_at
@@ -89,6 +90,15 @@ class PartitionClock:
             return high_watermark is not None and high_watermark <= 0
         return lag == 0
 
+    def is_settling(self, high_watermark: int | None) -> bool:
+        """Data that sets this partition's watermark is still unread.
+
+        True while the partition has no event time yet or is still reading back
+        below its committed offset, and is not known to be caught up.
+        """
+        unsettled = not self.has_watermark or self.position < self.warm_until
+        return unsettled and self.lag(high_watermark) != 0
+
     def is_stuck(self, now: float, high_watermark: int | None) -> bool:
         """Data waits on the broker but Tidemark's position has not moved."""
         lag = self.lag(high_watermark)
@@ -103,8 +113,12 @@ class ProductClock:
     partitions: dict[int, PartitionClock] = field(default_factory=dict)
     emitted: float | None = None  # product watermark last reported; never goes back
 
-    def assign(self, partition: int, now: float, position: int = -1) -> PartitionClock:
-        clock = PartitionClock(self.settings, assigned_at=now, position=position)
+    def assign(
+        self, partition: int, now: float, position: int = -1, warm_until: int = -1
+    ) -> PartitionClock:
+        clock = PartitionClock(
+            self.settings, assigned_at=now, position=position, warm_until=warm_until
+        )
         self.partitions[partition] = clock
         return clock
 
@@ -117,10 +131,11 @@ class ProductClock:
         """Min over active partitions; if every partition is idle, the max.
 
         Partitions with no event yet are left out, so an assignment never shows
-        a false staleness, unless they still have data to read (lag unknown or
-        > 0, e.g. the read-back after an assignment): then the last value is
-        kept, because a min over the others could be far ahead of that
-        partition and, never decreasing, would hide its staleness for good.
+        a false staleness. But while any partition is settling (no event time
+        yet, or its read-back unfinished, with data still to read) the last
+        value is kept: a min over the others could be ahead of that partition
+        and, never decreasing, would hide its staleness for good; a partly
+        read-back watermark would show a false staleness.
         When all partitions are idle the producer has stopped altogether and
         the newest data really is getting old, so the product watermark stays
         at the newest partition watermark and freshness grows.
@@ -128,10 +143,10 @@ class ProductClock:
         known: list[tuple[float, bool]] = []
         for p, clock in self.partitions.items():
             high_watermark = high_watermarks.get(p)
+            if clock.is_settling(high_watermark):
+                return self.emitted
             if clock.has_watermark:
                 known.append((clock.watermark, clock.is_idle(now, high_watermark)))
-            elif clock.lag(high_watermark) != 0:
-                return self.emitted
         current = product_watermark(known)
         if current is not None and (self.emitted is None or current > self.emitted):
             self.emitted = current

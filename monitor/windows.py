@@ -47,6 +47,11 @@ class Window:
     surplus: int = 0  # observed beyond expected, credited so far
 
 
+def _discard() -> dict[str, int]:
+    """Counters nobody reads (replayed manifests)."""
+    return dict.fromkeys(REJECT_REASONS, 0)
+
+
 class Baseline:
     """Counts of the same window slot in the last `periods` periods (slots x periods ints)."""
 
@@ -169,23 +174,28 @@ class WindowTracker:
         if self._partial_through is None or k > self._partial_through:
             self._partial_through = k
 
-    def on_manifest(self, start: float, end: float, n: int, producer_id: str | None) -> None:
+    def on_manifest(
+        self, start: float, end: float, n: int, producer_id: str | None, *, replay: bool = False
+    ) -> None:
+        """replay: read back after an assignment; an earlier owner counted it already, so
+        it only feeds the window's expectation and no manifest counter."""
+        rejected = _discard() if replay else self.manifests_rejected
         if not self._manifests_on:
-            self.manifests_rejected["not_configured"] += 1
+            rejected["not_configured"] += 1
             return
         k = round(start / self._w)
         if abs(k * self._w - start) > _ALIGN_TOLERANCE or abs(end - start - self._w) > (
             _ALIGN_TOLERANCE
         ):
-            self.manifests_rejected["misaligned"] += 1
+            rejected["misaligned"] += 1
             return
         win = self._windows.get(k)
         if win is None:
-            win = self._materialize(k, for_event=False)
+            win = self._materialize(k, for_event=False, rejected=rejected)
             if win is None:
                 return
         elif win.closed and (self._watermark >= (k + 1) * self._w + self._grace):
-            self.manifests_rejected["late"] += 1
+            rejected["late"] += 1
             return
         m = win.manifests
         if m is None:
@@ -196,9 +206,11 @@ class WindowTracker:
         elif producer_id is None:
             m[None] = previous + n  # anonymous manifests add up
         else:
-            self.manifests_duplicate += 1  # a retry or a cumulative update: keep the larger
-            m[producer_id] = max(previous, n)
-        self.manifests_accepted += 1
+            m[producer_id] = max(previous, n)  # a retry or a cumulative update
+            if not replay:
+                self.manifests_duplicate += 1
+        if not replay:
+            self.manifests_accepted += 1
         if win.closed and not win.partial and (win.by_manifest or self._ready(win)):
             win.by_manifest = True
             self._reconcile(win, sum(m.values()))
@@ -229,13 +241,16 @@ class WindowTracker:
 
     # --- internals -----------------------------------------------------------------
 
-    def _materialize(self, k: int, *, for_event: bool) -> Window | None:
+    def _materialize(
+        self, k: int, *, for_event: bool, rejected: dict[str, int] | None = None
+    ) -> Window | None:
+        """rejected: where a manifest's rejection is counted (its own counters by default)."""
         nk = self._next_k
         if nk is not None and k < nk:
             if for_event:
                 self.late_dropped += 1
             else:
-                self.manifests_rejected["late"] += 1
+                (rejected or self.manifests_rejected)["late"] += 1
             return None
         if (nk is not None and k >= nk + self._max_open) or (
             nk is None and len(self._windows) >= self._max_open
@@ -243,7 +258,7 @@ class WindowTracker:
             if for_event:
                 self.beyond_open += 1
             else:
-                self.manifests_rejected["beyond_open_windows"] += 1
+                (rejected or self.manifests_rejected)["beyond_open_windows"] += 1
             return None
         win = self._windows[k] = Window(k, False)
         return win
