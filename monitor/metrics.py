@@ -110,7 +110,11 @@ class TidemarkCollector(Collector):
                     parts.append(
                         _PartitionView(
                             partition=str(p),
-                            watermark=c.watermark if c.has_watermark else None,
+                            # A partly read-back watermark is not exported: the
+                            # cross-instance rules would read it as staleness.
+                            watermark=(
+                                c.watermark if c.has_watermark and not c.is_settling(hw) else None
+                            ),
                             max_event_time=c.max_event_time if c.has_watermark else None,
                             idle=c.is_idle(now, hw),
                             stuck=c.is_stuck(now, hw),

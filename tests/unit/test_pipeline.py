@@ -215,3 +215,17 @@ def test_settings_objectives_are_exported() -> None:
     samples = scrape(build(settings.products[0]), NOW)
     objectives = {labels["sli"]: v for labels, v in samples["tidemark_slo_objective_ratio"]}
     assert objectives == {"freshness": 0.99, "conformance": 0.999}
+
+
+def test_partition_watermark_is_not_exported_while_reading_back() -> None:
+    pipeline = build()
+    pipeline.assign(TOPIC, 0, NOW, start=0, warmup_until=10)
+    pipeline.high_watermarks = {TOPIC: {0: 12}}
+    pipeline.process_batch([Msg(TOPIC, 0, i, order(NOW - 3600 + i)) for i in range(5)], NOW)
+    samples = scrape(pipeline, NOW)
+    assert "tidemark_partition_watermark_timestamp_seconds" not in samples
+    assert "tidemark_freshness_seconds" not in samples  # no hour-old false staleness
+    pipeline.process_batch([Msg(TOPIC, 0, i, order(NOW - 12 + i)) for i in range(5, 12)], NOW)
+    samples = scrape(pipeline, NOW)
+    assert samples["tidemark_partition_watermark_timestamp_seconds"][0][1] == NOW - 1 - 5
+    assert samples["tidemark_freshness_seconds"][0][1] == pytest.approx(6.0)
