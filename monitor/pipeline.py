@@ -195,10 +195,17 @@ class ManifestTopic:
     errors: Counter[str] = field(default_factory=Counter)  # decode_error, unknown_product
     # Offsets below these were counted by an earlier owner: replayed, never counted again.
     warmup_until: dict[int, int] = field(default_factory=dict)
+    # Highest offset applied per partition by this process, kept across revoke/assign:
+    # a record read again (replayed or not) already changed its window; anonymous
+    # manifests add up, so applying one twice would double the expectation.
+    applied: dict[int, int] = field(default_factory=dict)
 
     def process(self, msg: Message) -> None:
         partition, offset = msg.partition() or 0, msg.offset() or 0
         self.positions[partition] = offset + 1
+        if offset <= self.applied.get(partition, -1):
+            return
+        self.applied[partition] = offset
         replay = offset < self.warmup_until.get(partition, -1)
         try:
             manifest = decode_manifest(msg.value() or b"")
@@ -261,9 +268,9 @@ class Pipeline:
         if product is not None:
             product.assign(partition, now, start, warmup_until, topic_partitions)
         elif topic in self.manifests:
-            # Manifests are replayed from the read-back too: the largest count per
-            # producer and window wins, so seeing one twice changes no expectation,
-            # and replayed ones are not counted again.
+            # Manifests are replayed from the read-back too: they feed the windows'
+            # expectations but no counter, and ManifestTopic.applied skips records
+            # this process has already applied (anonymous manifests are summed).
             self.manifests[topic].positions[partition] = start
             self.manifests[topic].warmup_until[partition] = warmup_until
 

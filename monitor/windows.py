@@ -39,7 +39,9 @@ class Window:
     partial: bool
     observed: int = 0
     closed: bool = False
-    verdict: str | None = None  # None while open or waiting for a manifest
+    # None while open, waiting for a manifest, or closed partial without live input
+    verdict: str | None = None
+    live: bool = False  # saw an event or a manifest that was not read back
     manifests: dict[str | None, int] | None = None  # producer id -> count
     by_manifest: bool = False  # expectation came from manifests (they may amend it)
     expected: int = 0  # credited to expected_events_total so far
@@ -151,6 +153,8 @@ class WindowTracker:
                 found = self._materialize(k, for_event=True)
                 if found is None:
                     return
+            if not found.live:
+                self._touch(found)
             win = self._last_win = found
             self._last_k = k
         win.observed += 1
@@ -178,7 +182,8 @@ class WindowTracker:
         self, start: float, end: float, n: int, producer_id: str | None, *, replay: bool = False
     ) -> None:
         """replay: read back after an assignment; an earlier owner counted it already, so
-        it only feeds the window's expectation and no manifest counter."""
+        it only feeds the window's expectation and no manifest counter, and does not
+        make a window live."""
         rejected = _discard() if replay else self.manifests_rejected
         if not self._manifests_on:
             rejected["not_configured"] += 1
@@ -197,6 +202,8 @@ class WindowTracker:
         elif win.closed and (self._watermark >= (k + 1) * self._w + self._grace):
             rejected["late"] += 1
             return
+        if not replay and not win.live:
+            self._touch(win)
         m = win.manifests
         if m is None:
             m = win.manifests = {}
@@ -288,7 +295,10 @@ class WindowTracker:
         through = self._partial_through
         if win.partial or not self.full_ownership or through is None or win.k <= through:
             win.partial = True
-            self._first(win, PARTIAL)
+            if win.live:
+                self._first(win, PARTIAL)
+            # else silent: only read-back manifests (an earlier owner's, maybe a window
+            # it judged already) or nothing at all; a live input later counts it partial.
         elif not self._manifests_on:
             self._judge_by_volume(win)
         elif self._ready(win):
@@ -296,6 +306,12 @@ class WindowTracker:
             self._reconcile(win, sum((win.manifests or {}).values()))
         else:
             self._pending.append(win)
+
+    def _touch(self, win: Window) -> None:
+        """First live input: a partial window that closed silently is partial after all."""
+        win.live = True
+        if win.closed and win.partial and win.verdict is None:
+            self._first(win, PARTIAL)
 
     def _ready(self, win: Window) -> bool:
         m = win.manifests
@@ -350,7 +366,7 @@ class WindowTracker:
             self.last_ratio = observed / expected
 
     def _evict(self, win: Window) -> None:
-        if win.verdict is None:
+        if win.verdict is None and not win.partial:
             self._grace_expired(win)
         del self._windows[win.k]
         self._last_k = None

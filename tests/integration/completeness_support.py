@@ -288,7 +288,10 @@ class Model:
             for k in range(first_k, wm // r.window):  # every window whose end wm passed
                 win = self._windows.get(k, _Window(k))
                 if k <= partial_through:
-                    closed["partial"] += 1
+                    # Only a window this instance saw something of live is partial;
+                    # one seen in read-back manifests alone (or not at all) is silent.
+                    if any(step >= 0 for step, _ in [*win.deliveries, *win.manifests]):
+                        closed["partial"] += 1
                     continue
                 judged = self._judge(win)
                 if judged is None:

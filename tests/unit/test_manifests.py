@@ -5,7 +5,9 @@ from __future__ import annotations
 import io
 import time
 import uuid
+from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -14,6 +16,10 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from monitor.completeness import CompletenessConfig, CompletenessTracker
+from monitor.config import ProductConfig
+from monitor.contracts import Contract
+from monitor.decoding import RawAvroDecoder
+from monitor.eventtime import make_extractor
 from monitor.manifest_producer import (
     Manifest,
     ManifestEmitter,
@@ -22,9 +28,12 @@ from monitor.manifest_producer import (
     encode_manifest,
 )
 from monitor.manifests import manifest_schema
+from monitor.pipeline import Pipeline, ProductPipeline
 
 W = 60.0
 T0 = 1_700_000_040.0  # a window boundary
+CONTRACT = Path(__file__).resolve().parents[2] / "config" / "contracts" / "orders.avsc"
+CONTROL = "manifests"
 
 
 class Sent:
@@ -262,3 +271,100 @@ def test_flush_closed_publishes_through_a_real_producer() -> None:
         assert msg.key() == b"orders"
         assert value is not None
         assert decode_manifest(value) == Manifest("orders", T0, T0 + W, 1, e.producer_id)
+
+
+# --- the control topic in the pipeline ----------------------------------------------
+
+
+@dataclass
+class Msg:
+    """A consumed control record as the pipeline sees it (confluent_kafka.Message's getters)."""
+
+    _offset: int
+    _value: bytes
+
+    def topic(self) -> str:
+        return CONTROL
+
+    def partition(self) -> int:
+        return 0
+
+    def offset(self) -> int:
+        return self._offset
+
+    def value(self) -> bytes:
+        return self._value
+
+    def timestamp(self) -> tuple[int, int]:
+        return (0, -1)
+
+    def error(self) -> Any:
+        return None
+
+
+def control_pipeline() -> Pipeline:
+    """The orders product with manifests on CONTROL, through the real decoder."""
+    config = ProductConfig(
+        name="orders",
+        owner="team-checkout",
+        topic="shop.orders",
+        contract=CONTRACT,
+        encoding="avro-raw",
+        event_time="occurred_at",
+        completeness=CompletenessConfig(window=W, manifests={"topic": CONTROL}),  # type: ignore[arg-type]
+    )
+    contract = Contract.load(CONTRACT)
+    product = ProductPipeline.build(
+        config, RawAvroDecoder(contract), make_extractor(contract, "occurred_at"), stuck_after=60
+    )
+    return Pipeline({config.topic: product})
+
+
+# Two anonymous manifests for window [T0, T0 + W) and a record that is not a manifest.
+RECORDS = [
+    Msg(0, encode_manifest(Manifest("orders", T0, T0 + W, 30))),
+    Msg(1, encode_manifest(Manifest("orders", T0, T0 + W, 40))),
+    Msg(2, b"\xff\xff"),
+]
+
+
+def judge_window(pipeline: Pipeline, observed: int) -> CompletenessTracker:
+    """Count `observed` events in the window after a partial one, then close it."""
+    tracker = pipeline.products["shop.orders"].completeness
+    assert tracker is not None
+    tracker.observe(0, T0 - W, None, None)  # + max_out_of_orderness: still window -1
+    for i in range(observed):
+        tracker.observe(0, T0 + i % 60, None, None)
+    tracker.advance(T0 + W, 0.0)
+    return tracker
+
+
+def test_a_restarted_instance_takes_expectations_from_replayed_manifests() -> None:
+    pipeline = control_pipeline()
+    pipeline.assign(CONTROL, 0, 0.0, start=0, warmup_until=3)  # committed at 3
+    pipeline.process_batch(RECORDS, 0.0)
+    snap = judge_window(pipeline, 70).snapshot()
+    assert (snap.expected_events_total, snap.windows_closed_total["complete"]) == (70, 1)
+    assert snap.manifests_accepted_total == 0
+    assert pipeline.manifests[CONTROL].errors["decode_error"] == 0
+
+
+@pytest.mark.parametrize(
+    "committed", [3, 0], ids=["replayed below the commit", "read again above it"]
+)
+def test_a_control_partition_read_again_in_the_same_process_applies_nothing_twice(
+    committed: int,
+) -> None:
+    """Anonymous manifests add up: applying one twice would double the expectation."""
+    pipeline = control_pipeline()
+    pipeline.assign(CONTROL, 0, 0.0, start=0, warmup_until=0)
+    pipeline.process_batch(RECORDS, 0.0)
+    pipeline.revoke(CONTROL, 0)
+    pipeline.assign(CONTROL, 0, 0.0, start=0, warmup_until=committed)
+    pipeline.process_batch(RECORDS, 0.0)
+    pipeline.process_batch([Msg(3, encode_manifest(Manifest("orders", T0, T0 + W, 5)))], 0.0)
+    snap = judge_window(pipeline, 75).snapshot()
+    assert (snap.expected_events_total, snap.windows_closed_total["complete"]) == (75, 1)
+    assert snap.manifests_accepted_total == 3
+    assert pipeline.manifests[CONTROL].errors["decode_error"] == 1
+    assert list(pipeline.positions()) == [(CONTROL, 0, 4)]

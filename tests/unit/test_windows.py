@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -30,6 +31,11 @@ def events(t: CompletenessTracker, window: int, n: int, partition: int = 0) -> N
 
 def manifest(t: CompletenessTracker, window: int, n: int, producer: str | None = "a") -> None:
     t.on_manifest(T0 + window * W, T0 + (window + 1) * W, n, producer)
+
+
+def replayed(t: CompletenessTracker, window: int, n: int, producer: str | None = "a") -> None:
+    """A manifest read back after a restart or assignment (an earlier owner counted it)."""
+    t.on_manifest(T0 + window * W, T0 + (window + 1) * W, n, producer, replay=True)
 
 
 def close(t: CompletenessTracker, window: int, after: float = 0.0) -> None:
@@ -285,7 +291,7 @@ def test_windows_are_partial_while_the_instance_owns_part_of_the_topic() -> None
     events(t, 1, 10)  # the other half went to the new owner of partition 1
     manifest(t, 1, 20)
     close(t, 1)
-    assert verdicts(t) == {"partial": 3}
+    assert verdicts(t) == {"partial": 2}  # windows -1 and 1; window 0 saw nothing here
 
 
 def test_losing_a_partition_that_delivered_events_makes_windows_partial() -> None:
@@ -297,7 +303,7 @@ def test_losing_a_partition_that_delivered_events_makes_windows_partial() -> Non
     events(t, 1, 10)
     manifest(t, 1, 20)
     close(t, 1)
-    assert verdicts(t) == {"partial": 3}
+    assert verdicts(t) == {"partial": 2}  # windows -1 and 1; window 0 saw nothing here
 
 
 def test_regaining_every_partition_makes_later_windows_judged_again() -> None:
@@ -313,6 +319,120 @@ def test_regaining_every_partition_makes_later_windows_judged_again() -> None:
     manifest(t, 1, 10)
     close(t, 1)
     assert verdicts(t) == {"partial": 2, "complete": 1}
+
+
+# --- read back after a restart or assignment ------------------------------------------
+
+
+def test_replayed_manifests_feed_expectations_but_count_in_no_manifest_counter() -> None:
+    t = tracker()
+    replayed(t, 0, 30, "a")
+    replayed(t, 0, 30, "a")  # live, this would be a duplicate
+    replayed(t, 0, 40, "b")
+    t.on_manifest(T0 + 10.0, T0 + 70.0, 5, "a", replay=True)  # misaligned
+    events(t, 0, 70)
+    close(t, 0, after=120.0)
+    replayed(t, 0, 90, "c")  # after grace: late
+    snap = t.snapshot()
+    assert verdicts(t) == {"partial": 1, "complete": 1}
+    assert (snap.expected_events_total, snap.observed_events_total) == (70, 70)
+    assert (snap.manifests_accepted_total, snap.manifests_duplicate_total) == (0, 0)
+    assert not any(snap.manifests_rejected_total.values())
+
+
+def test_replayed_manifests_are_ignored_without_counting_where_manifests_are_off() -> None:
+    config = CompletenessConfig(window=W, expected={"min_events_per_window": 5})  # type: ignore[arg-type]
+    t = CompletenessTracker(config)
+    t.on_manifest(T0, T0 + W, 5, "a", replay=True)
+    assert not any(t.snapshot().manifests_rejected_total.values())
+    t.on_manifest(T0, T0 + W, 5, "a")
+    assert t.snapshot().manifests_rejected_total["not_configured"] == 1
+
+
+@pytest.mark.parametrize("watermark_first", [False, True], ids=["manifests", "watermark"])
+def test_windows_seen_only_in_replayed_manifests_close_without_a_verdict(
+    watermark_first: bool,
+) -> None:
+    """After a restart, windows the earlier instance judged (0, 1) or left open without
+    live events here (2) count under no verdict, whichever topic is read back first."""
+    t = tracker(primed=False)
+    if watermark_first:
+        close(t, 1)  # the read-back data moves the watermark
+    for k in (0, 1, 2):
+        replayed(t, k, 8)
+    close(t, 1)
+    events(t, 3, 10)  # the first live event: window 3 was seen in part
+    events(t, 4, 10)
+    manifest(t, 4, 10)
+    close(t, 4)
+    snap = t.snapshot()
+    assert verdicts(t) == {"partial": 1, "complete": 1}
+    assert (snap.expected_events_total, snap.manifests_accepted_total) == (10, 1)
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    replays=st.lists(st.tuples(st.integers(0, 5), st.integers(0, 50)), max_size=10),
+    warm=st.integers(-1, 5),
+    split=st.integers(0, 10),
+)
+def test_verdicts_after_a_restart_do_not_depend_on_the_read_back_order(
+    replays: list[tuple[int, int]], warm: int, split: int
+) -> None:
+    """Replayed manifests of windows 0-5, read before, between or after the read-back
+    data moves the watermark to the end of window `warm`; live data starts in window 6."""
+    t = tracker(primed=False)
+    for k, n in replays[:split]:
+        replayed(t, k, n, None)
+    close(t, warm)
+    for k, n in replays[split:]:
+        replayed(t, k, n, None)
+    events(t, 6, 10)
+    events(t, 7, 10)
+    manifest(t, 7, 10)
+    close(t, 7)
+    assert verdicts(t) == {"partial": 1, "complete": 1}
+    assert t.snapshot().expected_events_total == 10
+
+
+def test_a_window_open_at_restart_that_sees_live_events_stays_partial() -> None:
+    t = tracker(primed=False)
+    replayed(t, 0, 20)
+    events(t, 0, 10)  # the rest of window 0 was counted by the earlier instance
+    events(t, 1, 10)
+    manifest(t, 1, 10)
+    close(t, 1)
+    assert verdicts(t) == {"partial": 1, "complete": 1}
+    assert t.snapshot().expected_events_total == 10
+
+
+def test_a_live_manifest_makes_a_window_partial() -> None:
+    t = tracker(primed=False)
+    replayed(t, 0, 20, "a")
+    manifest(t, 0, 20, "b")
+    close(t, 0)
+    assert verdicts(t) == {"partial": 1}
+
+
+def test_a_late_live_event_makes_a_silently_closed_window_partial() -> None:
+    """The same count as if the event had been read before the window closed."""
+    t = tracker(primed=False)
+    replayed(t, 0, 20)
+    close(t, 0)
+    assert verdicts(t) == {}
+    t.observe(0, T0 + 1.0, None, None)
+    assert verdicts(t) == {"partial": 1}
+    assert t.snapshot().late_amendments_total == 1
+
+
+def test_a_silently_closed_window_is_never_judged_when_it_leaves_retention() -> None:
+    t = tracker(primed=False, window_retention=600.0)
+    replayed(t, 0, 20)
+    close(t, 0, after=600.0)
+    snap = t.snapshot()
+    assert verdicts(t) == {}
+    assert snap.retained_windows == 10  # windows 1-10 (empty); window 0 has left
+    assert snap.expected_events_total == 0
 
 
 def test_events_too_far_ahead_of_the_watermark_are_dropped() -> None:
