@@ -298,6 +298,13 @@ METRICS: tuple[MetricSpec, ...] = (
     MetricSpec("tidemark_batch_size_messages", "histogram", (), "Messages per consumed batch."),
     MetricSpec("tidemark_commits", "counter", ("result",), "Offset commits (result=ok|error)."),
     MetricSpec(
+        "tidemark_cached_scrapes",
+        "counter",
+        (),
+        "Scrapes served from the previous state copy because a batch held the state "
+        "longer than a second (e.g. a hanging schema registry).",
+    ),
+    MetricSpec(
         "tidemark_lag_snapshot_timestamp_seconds",
         "gauge",
         (),

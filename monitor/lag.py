@@ -68,7 +68,16 @@ class LagTracker:
         snapshot: dict[str, dict[int, int]] = {}
         answered = False
         timeout = max(1.0, min(self._interval, 10.0))
-        for topic, partition in self._owned():
+        owned = self._owned()
+        if not owned:
+            # Nothing assigned yet: a metadata request still tells whether the
+            # cluster answers, so /readyz can say which of the two is missing.
+            try:
+                self._client.list_topics(timeout=timeout)
+                self._health.connected = True
+            except KafkaException:
+                self._health.connected = False
+        for topic, partition in owned:
             if self._stop.is_set():
                 return
             try:

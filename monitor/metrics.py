@@ -81,6 +81,9 @@ class _ProductView:
     completeness: Any
 
 
+_Snapshot = tuple[list[_ProductView], list[tuple[str, dict[str, int]]]]
+
+
 class TidemarkCollector(Collector):
     """Reads the pipeline under its lock, then renders outside it."""
 
@@ -90,52 +93,75 @@ class TidemarkCollector(Collector):
         health: HealthState,
         clock: Callable[[], float] = time.time,
         registry_lookups: Callable[[], dict[str, int]] | None = None,
+        lock_timeout: float = 1.0,
     ) -> None:
         self.pipeline = pipeline
         self.health = health
         self.clock = clock
         self.registry_lookups = registry_lookups
+        self.lock_timeout = lock_timeout
+        self.cached_scrapes = 0
+        self._last: _Snapshot | None = None
 
-    def _snapshot(self, now: float) -> tuple[list[_ProductView], list[tuple[str, dict[str, int]]]]:
+    def _snapshot(self, now: float) -> _Snapshot:
+        """Copy the state under the pipeline lock, waiting at most lock_timeout.
+
+        The loop holds the lock for one batch; a batch can be slow when a schema
+        registry hangs. Rather than make Prometheus wait, a scrape then serves
+        the previous copy (freshness is still computed against the current
+        clock) and counts it.
+        """
+        if self.pipeline.lock.acquire(timeout=self.lock_timeout):
+            try:
+                self._last = self._copy(now)
+            finally:
+                self.pipeline.lock.release()
+        elif self._last is None:
+            with self.pipeline.lock:
+                self._last = self._copy(now)
+        else:
+            self.cached_scrapes += 1
+        return self._last
+
+    def _copy(self, now: float) -> _Snapshot:
         views = []
-        with self.pipeline.lock:
-            manifest_topics = [
-                (topic, dict(control.errors)) for topic, control in self.pipeline.manifests.items()
-            ]
-            for topic, product in self.pipeline.products.items():
-                hws = self.pipeline.high_watermarks.get(topic, {})
-                parts = []
-                for p, c in sorted(product.clock.partitions.items()):
-                    hw = hws.get(p)
-                    parts.append(
-                        _PartitionView(
-                            partition=str(p),
-                            # A partly read-back watermark is not exported: the
-                            # cross-instance rules would read it as staleness.
-                            watermark=(
-                                c.watermark if c.has_watermark and not c.is_settling(hw) else None
-                            ),
-                            max_event_time=c.max_event_time if c.has_watermark else None,
-                            idle=c.is_idle(now, hw),
-                            stuck=c.is_stuck(now, hw),
-                            last_event_age=(now - c.last_event_at) if c.last_event_at > 0 else None,
-                            lag=c.lag(hw),
-                            high_watermark=hw,
-                        )
-                    )
-                writers = [(w.key, str(w.verdict)) for w in product.decoder.writers.values()]
-                views.append(
-                    _ProductView(
-                        product=product,
-                        stats=product.stats.copy(),
-                        watermark=product.clock.watermark(now, hws),
-                        partitions=parts,
-                        writers=writers,
-                        completeness=(
-                            product.completeness.snapshot() if product.completeness else None
+        manifest_topics = [
+            (topic, dict(control.errors)) for topic, control in self.pipeline.manifests.items()
+        ]
+        for topic, product in self.pipeline.products.items():
+            hws = self.pipeline.high_watermarks.get(topic, {})
+            parts = []
+            for p, c in sorted(product.clock.partitions.items()):
+                hw = hws.get(p)
+                parts.append(
+                    _PartitionView(
+                        partition=str(p),
+                        # A partly read-back watermark is not exported: the
+                        # cross-instance rules would read it as staleness.
+                        watermark=(
+                            c.watermark if c.has_watermark and not c.is_settling(hw) else None
                         ),
+                        max_event_time=c.max_event_time if c.has_watermark else None,
+                        idle=c.is_idle(now, hw),
+                        stuck=c.is_stuck(now, hw),
+                        last_event_age=(now - c.last_event_at) if c.last_event_at > 0 else None,
+                        lag=c.lag(hw),
+                        high_watermark=hw,
                     )
                 )
+            writers = [(w.key, str(w.verdict)) for w in product.decoder.writers.values()]
+            views.append(
+                _ProductView(
+                    product=product,
+                    stats=product.stats.copy(),
+                    watermark=product.clock.watermark(now, hws),
+                    partitions=parts,
+                    writers=writers,
+                    completeness=(
+                        product.completeness.snapshot() if product.completeness else None
+                    ),
+                )
+            )
         return views, manifest_topics
 
     def collect(self) -> Iterator[Metric]:
@@ -294,7 +320,10 @@ class TidemarkCollector(Collector):
         lag_at = _family("tidemark_lag_snapshot_timestamp_seconds")
         if h.lag_snapshot_at > 0:
             lag_at.add_metric([], h.lag_snapshot_at)
+        cached = _family("tidemark_cached_scrapes")
+        cached.add_metric([], self.cached_scrapes)
         yield from (build, up, ready, heartbeat, errors, commits, batch_seconds, batch_size, lag_at)
+        yield cached
         if self.registry_lookups is not None:
             lookups = _family("tidemark_schema_registry_lookups")
             for result, n in sorted(self.registry_lookups().items()):

@@ -82,4 +82,6 @@ def _why_not_ready(health: HealthState, now: float) -> str:
         return "poll loop not running"
     if not health.connected:
         return "not connected to Kafka"
-    return "no partitions assigned yet"
+    if not health.assigned:
+        return "connected, no partitions assigned yet"
+    return "starting"

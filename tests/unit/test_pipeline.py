@@ -229,3 +229,27 @@ def test_partition_watermark_is_not_exported_while_reading_back() -> None:
     samples = scrape(pipeline, NOW)
     assert samples["tidemark_partition_watermark_timestamp_seconds"][0][1] == NOW - 1 - 5
     assert samples["tidemark_freshness_seconds"][0][1] == pytest.approx(6.0)
+
+
+def test_scrape_does_not_wait_for_a_slow_batch() -> None:
+    """A batch stuck on a hanging registry holds the lock; the scrape serves its last copy."""
+    pipeline = build()
+    pipeline.assign(TOPIC, 0, NOW, start=0, warmup_until=0)
+    pipeline.process_batch([Msg(TOPIC, 0, 0, order(NOW - 3))], NOW)
+    collector = TidemarkCollector(
+        pipeline, HealthState(liveness_limit=60), clock=lambda: clock[0], lock_timeout=0.05
+    )
+    registry = build_registry(collector)
+    clock = [NOW]
+    generate_latest(registry)  # first scrape: a copy to fall back on
+    clock[0] = NOW + 50
+    with pipeline.lock:  # the loop is inside a batch
+        text = generate_latest(registry).decode()
+    samples = {
+        s.name: s.value
+        for f in text_string_to_metric_families(text)
+        for s in f.samples
+        if not s.labels or s.labels.get("product") == "orders"
+    }
+    assert samples["tidemark_cached_scrapes_total"] == 1
+    assert samples["tidemark_freshness_seconds"] == pytest.approx(58.0)  # still grows

@@ -189,3 +189,25 @@ def test_idle_partition_never_holds_product_watermark_back(
         assert combined == min(active)
     else:
         assert combined == max(w for w, _ in parts)
+
+
+def test_partition_still_reading_back_holds_the_product_watermark() -> None:
+    product = ProductClock(SETTINGS)
+    done = product.assign(0, NOW, position=100, warm_until=100)
+    done.observe(NOW - 10, NOW)
+    assert product.watermark(NOW, {0: 100}) == NOW - 15
+    back = product.assign(1, NOW, position=50, warm_until=80)
+    back.warm(NOW - 3600, NOW)  # read-back has reached an hour-old event only
+    back.advance_position(51, NOW)
+    # neither the hour-old value nor a jump past partition 1: the last value holds
+    assert product.watermark(NOW, {0: 100, 1: 90}) == NOW - 15
+    back.warm(NOW - 2, NOW)
+    back.advance_position(80, NOW)
+    assert product.watermark(NOW, {0: 100, 1: 90}) == NOW - 15  # min over both, never back
+
+
+def test_empty_caught_up_partition_does_not_hold_the_product_watermark() -> None:
+    product = ProductClock(SETTINGS)
+    product.assign(0, NOW, position=100).observe(NOW - 10, NOW)
+    product.assign(1, NOW, position=0)  # nothing ever written there
+    assert product.watermark(NOW, {0: 100, 1: 0}) == NOW - 15
