@@ -2,6 +2,8 @@
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
+# Tools that wheels install into the venv (hadolint) are found by the tests too.
+export PATH := $(CURDIR)/$(BIN):$(PATH)
 
 .PHONY: demo test test-unit test-integration lint bench setup system-deps clean
 
