@@ -64,8 +64,6 @@ class ProductPipeline:
     producer_of: FieldGetter | None = None
     sequence_of: FieldGetter | None = None
     stats: ProductStats = field(default_factory=ProductStats)
-    # Offsets below these were counted by an earlier owner: they only warm the clock.
-    warmup_until: dict[int, int] = field(default_factory=dict)
 
     @classmethod
     def build(
@@ -113,8 +111,8 @@ class ProductPipeline:
         warmup_until: int,
         topic_partitions: int | None = None,
     ) -> None:
+        # Offsets below warmup_until were counted by an earlier owner: they only warm the clock.
         self.clock.assign(partition, now, position=start, warm_until=warmup_until)
-        self.warmup_until[partition] = warmup_until
         if self.completeness is not None:
             self.completeness.on_partitions_assigned(
                 {partition}, now, topic_partitions=topic_partitions
@@ -122,7 +120,6 @@ class ProductPipeline:
 
     def revoke(self, partition: int) -> None:
         self.clock.revoke(partition)
-        self.warmup_until.pop(partition, None)
         if self.completeness is not None:
             self.completeness.on_partitions_revoked({partition})
 
@@ -134,7 +131,7 @@ class ProductPipeline:
             clock = self.clock.assign(partition, now, position=offset)
         clock.advance_position(offset + 1, now)
         stats = self.stats
-        warm = offset < self.warmup_until.get(partition, -1)
+        warm = offset < clock.warm_until
         try:
             record, writer = self.decoder.decode(msg.value())
         except InvalidEvent as invalid:
@@ -314,7 +311,7 @@ class Pipeline:
         """
         for topic, product in self.products.items():
             for partition, clock in product.clock.partitions.items():
-                if clock.position >= 0 and clock.position > product.warmup_until.get(partition, -1):
+                if clock.position >= 0 and clock.position > clock.warm_until:
                     yield topic, partition, clock.position
         for topic, control in self.manifests.items():
             for partition, offset in control.positions.items():
