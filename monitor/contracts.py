@@ -100,16 +100,41 @@ class WriterSchema:
     reasons: tuple[str, ...]  # why the contract cannot read it; empty unless incompatible
 
 
+def logical_types(schema: AvroJson) -> list[tuple[str, Any, Any]]:
+    """Every logical type annotation, in schema order (what the canonical form drops)."""
+    found: list[tuple[str, Any, Any]] = []
+
+    def walk(node: Any) -> None:
+        if isinstance(node, dict):
+            if "logicalType" in node:
+                found.append((str(node["logicalType"]), node.get("precision"), node.get("scale")))
+            for key in ("type", "fields", "items", "values"):
+                if key in node:
+                    walk(node[key])
+        elif isinstance(node, list):
+            for item in node:
+                walk(item)
+
+    walk(schema)
+    return found
+
+
 def classify(contract: Contract, writer_schema: AvroJson) -> tuple[Verdict, tuple[str, ...]]:
     """Verdict for data written with `writer_schema`, the contract being the reader.
 
     Runs once per new writer schema (the decoders cache it), never per event.
     """
     try:
-        if canonical_form(writer_schema) == contract.canonical:
-            return Verdict.CONFORMING, ()
+        same_shape = canonical_form(writer_schema) == contract.canonical
     except Exception as exc:  # not parseable by fastavro
         return Verdict.INCOMPATIBLE, (f"writer schema is not valid Avro: {exc}",)
+    if same_shape:
+        # The canonical form drops logical types: timestamp-millis and -micros look
+        # alike there, but the values mean different things. Such a writer is drift
+        # (decoded with its own logical types), not conforming.
+        if logical_types(writer_schema) == logical_types(contract.schema):
+            return Verdict.CONFORMING, ()
+        return Verdict.COMPATIBLE, ()
     reasons = incompatibilities(contract.schema, writer_schema)
     if reasons:
         return Verdict.INCOMPATIBLE, reasons

@@ -233,3 +233,20 @@ def test_unparseable_writer_schema_is_incompatible_with_a_reason(orders) -> None
     verdict, reasons = classify(orders, {"type": "record", "name": "X", "fields": "nope"})
     assert verdict is Verdict.INCOMPATIBLE
     assert reasons[0].startswith("writer schema is not valid Avro")
+
+
+def test_writer_changing_only_a_timestamp_unit_is_drift_not_conforming() -> None:
+    """millis → micros has the same canonical form but other values: never 'conforming'."""
+    import json
+    from pathlib import Path
+
+    from monitor.contracts import Contract, Verdict, classify
+
+    path = Path(__file__).resolve().parents[2] / "config" / "contracts" / "orders.avsc"
+    contract = Contract.load(path)
+    writer = json.loads(path.read_text())
+    assert classify(contract, writer) == (Verdict.CONFORMING, ())
+    for field in writer["fields"]:
+        if field["name"] == "occurred_at":
+            field["type"]["logicalType"] = "timestamp-micros"
+    assert classify(contract, writer) == (Verdict.COMPATIBLE, ())

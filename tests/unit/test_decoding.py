@@ -28,6 +28,7 @@ from monitor.decoding import (
     SingleObjectDecoder,
 )
 from monitor.errors import ContractError
+from monitor.eventtime import make_extractor
 from monitor.registry import ConfluentRegistryLookup, RegistryUnavailable, SchemaNotFound
 
 
@@ -229,17 +230,18 @@ def test_confluent_looks_up_each_schema_id_once(orders, orders_v2, avro_body, ma
     assert set(decoder.writers) == {"id:1", "id:2"}
 
 
-def test_confluent_conforming_writer_decodes_with_contract_logical_types(
+def test_confluent_writer_without_the_contracts_logical_type_is_drift_read_in_its_unit(
     orders, schema_copy, field_of
 ):
-    # Same canonical form, but the registered copy lost its logicalType: the bytes are
-    # the contract's, so the contract (with timestamp-millis) is what decodes them.
+    # Same canonical form, but the registered copy lost its logicalType: that is a
+    # writer other than the contract (drift), and the plain long it wrote is read in
+    # the contract's unit by the event-time extractor.
     plain = schema_copy()
     field_of(plain, "occurred_at")["type"] = "long"
     decoder = ConfluentDecoder(orders, FakeLookup({7: plain}))
     record, writer = decoder.decode(confluent(7, b"\x02a\x02b\x02\x06EUR\x02\x02p\x02"))
-    assert writer.verdict is Verdict.CONFORMING
-    assert record["occurred_at"] == datetime(1970, 1, 1, 0, 0, 0, 1000, tzinfo=UTC)
+    assert writer.verdict is Verdict.COMPATIBLE
+    assert make_extractor(orders, "occurred_at")(record, -1) == 0.001
 
 
 def test_confluent_incompatible_writer_is_classified_once(
