@@ -88,7 +88,7 @@ class ConsumeLoop:
                 )
                 self._committed[(tp.topic, tp.partition)] = resume
                 starts.append(TopicPartition(tp.topic, tp.partition, start))
-            self.health.assigned = bool(starts) or self.health.assigned
+            self.health.assigned = self.pipeline.owns_partitions()
             self.health.connected = True
         for tp in starts:
             log.info(
@@ -120,23 +120,24 @@ class ConsumeLoop:
                 continue
         return counts
 
-    def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        self.commit(sync=True)
+    def _drop(self, partitions: list[TopicPartition]) -> None:
+        """Forget revoked or lost partitions: their state and their series go."""
         with self.pipeline.lock:
             for tp in partitions:
                 self.pipeline.revoke(tp.topic, tp.partition)
                 self._committed.pop((tp.topic, tp.partition), None)
-                log.info("partition_revoked", topic=tp.topic, partition=tp.partition)
             self.health.assigned = self.pipeline.owns_partitions()
+
+    def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        self.commit(sync=True)
+        self._drop(partitions)
+        for tp in partitions:
+            log.info("partition_revoked", topic=tp.topic, partition=tp.partition)
         consumer.unassign()
 
     def _on_lost(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         # Lost, not revoked: another member may own them already, so no commit.
-        with self.pipeline.lock:
-            for tp in partitions:
-                self.pipeline.revoke(tp.topic, tp.partition)
-                self._committed.pop((tp.topic, tp.partition), None)
-            self.health.assigned = self.pipeline.owns_partitions()
+        self._drop(partitions)
         log.warning("partitions_lost", count=len(partitions))
         consumer.unassign()
 

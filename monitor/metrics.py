@@ -26,7 +26,7 @@ from prometheus_client.registry import Collector, CollectorRegistry
 from monitor import __version__
 from monitor.catalogue import BY_NAME
 from monitor.decoding import Reason
-from monitor.pipeline import Pipeline, ProductPipeline
+from monitor.pipeline import MANIFEST_ERRORS, Pipeline, ProductPipeline
 from monitor.stats import Histogram, LoopStats, ProductStats
 from monitor.windows import REJECT_REASONS, VERDICTS
 
@@ -81,7 +81,13 @@ class _ProductView:
     completeness: Any
 
 
-_Snapshot = tuple[list[_ProductView], list[tuple[str, dict[str, int]]]]
+@dataclass(slots=True)
+class _Snapshot:
+    """Everything a scrape renders, copied under the pipeline lock."""
+
+    products: list[_ProductView]
+    manifest_errors: list[tuple[str, dict[str, int]]]  # (control topic, reason counts)
+    loop: LoopStats
 
 
 class TidemarkCollector(Collector):
@@ -125,7 +131,7 @@ class TidemarkCollector(Collector):
 
     def _copy(self, now: float) -> _Snapshot:
         views = []
-        manifest_topics = [
+        manifest_errors = [
             (topic, dict(control.errors)) for topic, control in self.pipeline.manifests.items()
         ]
         for topic, product in self.pipeline.products.items():
@@ -162,15 +168,15 @@ class TidemarkCollector(Collector):
                     ),
                 )
             )
-        return views, manifest_topics
+        return _Snapshot(views, manifest_errors, self.health.loop.copy())
 
     def collect(self) -> Iterator[Metric]:
         now = self.clock()
-        views, manifest_topics = self._snapshot(now)
-        yield from self._product_families(views, now)
-        yield from self._partition_families(views)
-        yield from self._completeness_families(views, manifest_topics)
-        yield from self._self_families(views, now)
+        snapshot = self._snapshot(now)
+        yield from self._product_families(snapshot.products, now)
+        yield from self._partition_families(snapshot.products)
+        yield from self._completeness_families(snapshot.products, snapshot.manifest_errors)
+        yield from self._self_families(snapshot.loop, now)
 
     def _product_families(self, views: list[_ProductView], now: float) -> Iterator[Metric]:
         events = _family("tidemark_events")
@@ -246,7 +252,7 @@ class TidemarkCollector(Collector):
         yield from (wm, max_et, idle, stuck, age, lag, hwm, assigned)
 
     def _completeness_families(
-        self, views: list[_ProductView], manifest_topics: list[tuple[str, dict[str, int]]]
+        self, views: list[_ProductView], manifest_errors: list[tuple[str, dict[str, int]]]
     ) -> Iterator[Metric]:
         expected = _family("tidemark_completeness_expected_events")
         observed = _family("tidemark_completeness_observed_events")
@@ -290,12 +296,12 @@ class TidemarkCollector(Collector):
         yield from (expected, observed, ratio, closed, missing, duplicate, out_of_order)
         yield from (tracked, evictions, recovered, amended, manifests, seq_late, resets)
         errors = _family("tidemark_manifest_errors")
-        for topic, control in manifest_topics:
-            for reason in ("decode_error", "unknown_product"):
+        for topic, control in manifest_errors:
+            for reason in MANIFEST_ERRORS:
                 errors.add_metric([topic, reason], control.get(reason, 0))
         yield errors
 
-    def _self_families(self, views: list[_ProductView], now: float) -> Iterator[Metric]:
+    def _self_families(self, loop: LoopStats, now: float) -> Iterator[Metric]:
         h = self.health
         build = _family("tidemark_build_info")
         build.add_metric(
@@ -306,17 +312,17 @@ class TidemarkCollector(Collector):
         ready = _family("tidemark_ready")
         ready.add_metric([], 1 if h.ready(now) else 0)
         heartbeat = _family("tidemark_poll_loop_heartbeat_timestamp_seconds")
-        heartbeat.add_metric([], h.loop.heartbeat)
+        heartbeat.add_metric([], loop.heartbeat)
         errors = _family("tidemark_kafka_errors")
-        for code, n in sorted(h.loop.kafka_errors.items()):
+        for code, n in sorted(loop.kafka_errors.items()):
             errors.add_metric([code], n)
         commits = _family("tidemark_commits")
         for result in ("ok", "error"):
-            commits.add_metric([result], h.loop.commits.get(result, 0))
+            commits.add_metric([result], loop.commits.get(result, 0))
         batch_seconds = _family("tidemark_batch_processing_seconds")
-        _add_histogram(batch_seconds, [], h.loop.batch_seconds)
+        _add_histogram(batch_seconds, [], loop.batch_seconds)
         batch_size = _family("tidemark_batch_size_messages")
-        _add_histogram(batch_size, [], h.loop.batch_size)
+        _add_histogram(batch_size, [], loop.batch_size)
         lag_at = _family("tidemark_lag_snapshot_timestamp_seconds")
         if h.lag_snapshot_at > 0:
             lag_at.add_metric([], h.lag_snapshot_at)

@@ -123,6 +123,11 @@ class ProductPipeline:
         if self.completeness is not None:
             self.completeness.on_partitions_revoked({partition})
 
+    def _violation(self, reason: str) -> None:
+        """A counted event that breaks the contract (the bad path only)."""
+        self.stats.events += 1
+        self.stats.violations[reason] += 1
+
     def process(self, msg: Message, now: float) -> None:
         partition = msg.partition() or 0
         offset = msg.offset() or 0
@@ -136,8 +141,7 @@ class ProductPipeline:
             record, writer = self.decoder.decode(msg.value())
         except InvalidEvent as invalid:
             if not warm:
-                stats.events += 1
-                stats.violations[invalid.reason] += 1
+                self._violation(invalid.reason)
                 if invalid.writer is not None:
                     stats.drift[Verdict.INCOMPATIBLE] += 1
             return
@@ -145,13 +149,11 @@ class ProductPipeline:
             event_time = self.extract_event_time(record, msg.timestamp()[1])
         except (ValueError, TypeError, OverflowError):
             if not warm:
-                stats.events += 1
-                stats.violations[Reason.BAD_EVENT_TIME] += 1
+                self._violation(Reason.BAD_EVENT_TIME)
             return
         if event_time is None:
             if not warm:
-                stats.events += 1
-                stats.violations[Reason.MISSING_EVENT_TIME] += 1
+                self._violation(Reason.MISSING_EVENT_TIME)
             return
         if warm:
             clock.warm(event_time, now)
@@ -182,6 +184,11 @@ class ProductPipeline:
             )
 
 
+MANIFEST_DECODE_ERROR = "decode_error"
+MANIFEST_UNKNOWN_PRODUCT = "unknown_product"
+MANIFEST_ERRORS = (MANIFEST_DECODE_ERROR, MANIFEST_UNKNOWN_PRODUCT)
+
+
 @dataclass(slots=True)
 class ManifestTopic:
     """A control topic of producer manifests, shared by one or more products."""
@@ -208,12 +215,12 @@ class ManifestTopic:
             manifest = decode_manifest(msg.value() or b"")
         except ManifestError:
             if not replay:
-                self.errors["decode_error"] += 1
+                self.errors[MANIFEST_DECODE_ERROR] += 1
             return
         product = self.products.get(manifest.product)
         if product is None or product.completeness is None:
             if not replay:
-                self.errors["unknown_product"] += 1
+                self.errors[MANIFEST_UNKNOWN_PRODUCT] += 1
             return
         product.completeness.on_manifest(
             manifest.window_start,

@@ -111,3 +111,12 @@ class LoopStats:
     commits: Counter[str] = field(default_factory=Counter)
     batch_seconds: Histogram = field(default_factory=lambda: Histogram(BATCH_SECONDS_BUCKETS))
     batch_size: Histogram = field(default_factory=lambda: Histogram(BATCH_SIZE_BUCKETS))
+
+    def copy(self) -> LoopStats:
+        return LoopStats(
+            heartbeat=self.heartbeat,
+            kafka_errors=Counter(self.kafka_errors),
+            commits=Counter(self.commits),
+            batch_seconds=self.batch_seconds.copy(),
+            batch_size=self.batch_size.copy(),
+        )
