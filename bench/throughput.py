@@ -49,7 +49,6 @@ from fastavro import parse_schema, schemaless_writer
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from monitor.app import Monitor  # noqa: E402
 from monitor.config import (  # noqa: E402
     KafkaConfig,
     LagConfig,
@@ -60,12 +59,13 @@ from monitor.config import (  # noqa: E402
     Settings,
 )
 from monitor.logs import configure_logging  # noqa: E402
+from monitor.runtime.app import Monitor  # noqa: E402
 
 TOPIC = "bench.orders"
 # The mock cluster lives as long as its owning process: one that waits for stdin to close.
 MOCK_CHILD = """
 import sys
-from monitor.mockcluster import MockCluster
+from monitor.demo.mockcluster import MockCluster
 with MockCluster(num_brokers=1) as cluster:
     cluster.create_topic(sys.argv[1], int(sys.argv[2]))
     print(cluster.bootstrap_servers, flush=True)

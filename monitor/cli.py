@@ -63,7 +63,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "compat":
             return _compat(args.old, args.new, args.mode)
         if args.command == "demo":
-            from monitor.demo import run_demo
+            from monitor.demo.run import run_demo
 
             return run_demo(
                 port=args.port,
@@ -72,7 +72,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 summary_interval=args.summary_interval,
             )
         if args.command == "produce-demo":
-            from monitor.demo import produce_demo
+            from monitor.demo.run import produce_demo
 
             return produce_demo(args.bootstrap, args.registry, args.rate)
     except TidemarkError as exc:
@@ -82,9 +82,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _run(config: Path | None) -> int:
-    from monitor.app import run
     from monitor.config import load_settings
     from monitor.logs import configure_logging
+    from monitor.runtime.app import run
 
     settings = load_settings(config)
     configure_logging(settings.logging.format, settings.logging.level)
@@ -92,8 +92,8 @@ def _run(config: Path | None) -> int:
 
 
 def _validate(config: Path | None) -> int:
-    from monitor.app import build_pipeline
     from monitor.config import load_settings
+    from monitor.runtime.app import build_pipeline
 
     settings = load_settings(config)
     built = build_pipeline(settings)
@@ -107,8 +107,8 @@ def _validate(config: Path | None) -> int:
 
 
 def _compat(old: Path, new: Path, mode: str) -> int:
-    from monitor.compat import check_compatibility, format_report
-    from monitor.contracts import Contract
+    from monitor.contract.compat import check_compatibility, format_report
+    from monitor.contract.model import Contract
 
     # Load both as contracts first: an invalid schema is an error, not "incompatible".
     schemas = [Contract.load(path).schema for path in (old, new)]

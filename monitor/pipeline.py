@@ -13,12 +13,12 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from monitor.completeness import CompletenessTracker
+from monitor.completeness.manifests import ManifestError, decode_manifest
+from monitor.completeness.tracker import CompletenessTracker
 from monitor.config import ProductConfig
-from monitor.contracts import Verdict
-from monitor.decoding import Decoder, InvalidEvent, Reason
-from monitor.eventtime import EventTimeExtractor
-from monitor.manifests import ManifestError, decode_manifest
+from monitor.contract.decoding import Decoder, InvalidEvent, Reason
+from monitor.contract.eventtime import EventTimeExtractor
+from monitor.contract.model import Verdict
 from monitor.stats import LATENCY_BUCKETS, Histogram, ProductStats
 from monitor.watermarks import FUTURE, LATE, ClockSettings, ProductClock
 

@@ -69,7 +69,7 @@ def test_prometheus_scrapes_tidemark_and_loads_the_rules() -> None:
 
 
 def test_tidemark_config_watches_the_demo_topics() -> None:
-    demo = __import__("monitor.demo", fromlist=["ORDERS_TOPIC"])
+    demo = __import__("monitor.demo.run", fromlist=["ORDERS_TOPIC"])
     config = yaml.safe_load((COMPOSE_DIR / "tidemark.yaml").read_text())
     assert {p["topic"] for p in config["products"]} == {demo.ORDERS_TOPIC, demo.PAYMENTS_TOPIC}
     assert config["kafka"]["bootstrap_servers"] == "kafka:9092"

@@ -26,7 +26,7 @@ def _k8s_config(name: str, key: str = "config.yaml") -> str:
 CASES = {
     "compose": (
         (DEPLOY / "compose" / "tidemark.yaml").read_text(),
-        REPO / "monitor" / "demo_contracts",
+        REPO / "monitor" / "demo" / "contracts",
     ),
     "kubernetes": (_k8s_config("tidemark-config"), REPO / "config" / "contracts"),
     "sidecar": (_k8s_config("orders-producer-tidemark"), REPO / "config" / "contracts"),

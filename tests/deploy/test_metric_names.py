@@ -1,6 +1,6 @@
 """Every metric name used in rules, dashboards and the PrometheusRule exists.
 
-A name is valid when Tidemark exports it (monitor.catalogue) or a shipped recording
+A name is valid when Tidemark exports it (monitor.export.catalogue) or a shipped recording
 rule defines it; anything else is a dangling query that would silently match nothing.
 """
 
@@ -15,7 +15,7 @@ import pytest
 import yaml
 from deploy_helpers import DEPLOY, REPO, recording_names
 
-from monitor.catalogue import BY_NAME, all_sample_names
+from monitor.export.catalogue import BY_NAME, all_sample_names
 
 NAME = re.compile(r"(?<![A-Za-z0-9_:.\-/])(tidemark(?:_|:)[A-Za-z0-9_:]+)")
 SELECTOR = re.compile(r"(tidemark_[A-Za-z0-9_]+)\{([^}]*)\}")

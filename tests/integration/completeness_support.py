@@ -26,7 +26,7 @@ import yaml
 from fastavro import parse_schema, schemaless_writer
 from harness import Broker, Samples, TidemarkProcess, scrape
 
-from monitor.manifest_producer import Manifest, ManifestEmitter, encode_manifest
+from monitor.completeness.emitter import Manifest, ManifestEmitter, encode_manifest
 
 REPO = Path(__file__).resolve().parents[2]
 ORDERS_AVSC = REPO / "config" / "contracts" / "orders.avsc"

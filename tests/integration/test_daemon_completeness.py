@@ -26,7 +26,7 @@ from completeness_support import (
 )
 from harness import Broker, TidemarkProcess
 
-from monitor.manifest_producer import Manifest, ManifestError, decode_manifest
+from monitor.completeness.emitter import Manifest, ManifestError, decode_manifest
 
 W = 5  # window, seconds
 RULES = Rules(

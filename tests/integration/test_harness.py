@@ -34,8 +34,8 @@ from harness import (
 )
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
+from monitor.demo.mockcluster import MockCluster
 from monitor.errors import TidemarkError
-from monitor.mockcluster import MockCluster
 
 ORDER_AVSC = (
     '{"type":"record","name":"Order","namespace":"shop","fields":['

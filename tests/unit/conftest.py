@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from fastavro import parse_schema, schemaless_writer
 
-from monitor.contracts import Contract
+from monitor.contract.model import Contract
 
 CONTRACTS = Path(__file__).resolve().parents[2] / "config" / "contracts"
 

@@ -12,13 +12,14 @@ from fastavro import schemaless_writer
 from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from monitor.catalogue import METRICS
 from monitor.config import FreshnessObjective, ProductConfig, Settings
-from monitor.contracts import Contract
-from monitor.decoding import RawAvroDecoder
-from monitor.eventtime import make_extractor
-from monitor.metrics import HealthState, TidemarkCollector, build_registry
+from monitor.contract.decoding import RawAvroDecoder
+from monitor.contract.eventtime import make_extractor
+from monitor.contract.model import Contract
+from monitor.export.catalogue import METRICS
+from monitor.export.collector import TidemarkCollector, build_registry
 from monitor.pipeline import Pipeline, ProductPipeline
+from monitor.runtime.health import HealthState
 
 REPO = Path(__file__).resolve().parents[2]
 CONTRACT = REPO / "config" / "contracts" / "orders.avsc"

@@ -21,7 +21,7 @@ from typing import Any
 from confluent_kafka import Consumer, KafkaException, Message, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 
-from monitor.mockcluster import MockCluster
+from monitor.demo.mockcluster import MockCluster
 
 from .ports import free_port, wait_for_port
 

@@ -8,10 +8,10 @@ from typing import Any
 
 import pytest
 
-from monitor.contracts import Contract
-from monitor.decoding import RawAvroDecoder
+from monitor.contract.decoding import RawAvroDecoder
+from monitor.contract.eventtime import make_extractor
+from monitor.contract.model import Contract
 from monitor.errors import ContractError
-from monitor.eventtime import make_extractor
 
 T = datetime(2024, 5, 1, 12, 0, 0, 250_000, tzinfo=UTC)
 T_SECONDS = T.timestamp()  # 1714564800.25

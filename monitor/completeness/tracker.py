@@ -14,9 +14,15 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from monitor.completeness.sequences import SequenceTracker
+from monitor.completeness.windows import (
+    REJECT_REASONS,
+    VERDICTS,
+    Baseline,
+    Statistic,
+    WindowTracker,
+)
 from monitor.durations import Seconds
-from monitor.sequences import SequenceTracker
-from monitor.windows import REJECT_REASONS, VERDICTS, Baseline, Statistic, WindowTracker
 
 _MAX_BASELINE_SLOTS = 1_000_000  # period / window: bounds the baseline's memory
 
@@ -40,7 +46,7 @@ class SequenceConfig(_Model):
 
 
 class ManifestConfig(_Model):
-    """Producer manifests on a control topic (schema: monitor/schemas/manifest.avsc)."""
+    """Producer manifests on a control topic (schema: monitor/completeness/manifest.avsc)."""
 
     topic: str = Field(min_length=1)
     require: bool = True  # a window without a manifest is a verdict of its own

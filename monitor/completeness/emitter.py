@@ -21,7 +21,7 @@ import socket
 import uuid
 from typing import Protocol
 
-from monitor.manifests import Manifest, ManifestError, decode_manifest, encode_manifest
+from monitor.completeness.manifests import Manifest, ManifestError, decode_manifest, encode_manifest
 
 __all__ = ["Manifest", "ManifestEmitter", "ManifestError", "decode_manifest", "encode_manifest"]
 

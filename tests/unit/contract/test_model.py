@@ -8,7 +8,7 @@ from pathlib import Path
 import avro.schema
 import pytest
 
-from monitor.contracts import Contract, Verdict, canonical_form, classify, rabin_fingerprint
+from monitor.contract.model import Contract, Verdict, canonical_form, classify, rabin_fingerprint
 from monitor.errors import ContractError
 
 # --- loading ------------------------------------------------------------------
@@ -240,9 +240,9 @@ def test_writer_changing_only_a_timestamp_unit_is_drift_not_conforming() -> None
     import json
     from pathlib import Path
 
-    from monitor.contracts import Contract, Verdict, classify
+    from monitor.contract.model import Contract, Verdict, classify
 
-    path = Path(__file__).resolve().parents[2] / "config" / "contracts" / "orders.avsc"
+    path = Path(__file__).resolve().parents[3] / "config" / "contracts" / "orders.avsc"
     contract = Contract.load(path)
     writer = json.loads(path.read_text())
     assert classify(contract, writer) == (Verdict.CONFORMING, ())

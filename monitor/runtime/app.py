@@ -13,16 +13,17 @@ import structlog
 from confluent_kafka import Consumer
 
 from monitor.config import ProductConfig, Settings, loggable
-from monitor.contracts import Contract
-from monitor.decoding import ConfluentDecoder, Decoder, RawAvroDecoder, SingleObjectDecoder
+from monitor.contract.decoding import ConfluentDecoder, Decoder, RawAvroDecoder, SingleObjectDecoder
+from monitor.contract.eventtime import make_extractor
+from monitor.contract.model import Contract
+from monitor.contract.registry import ConfluentRegistryLookup, SchemaLookup
 from monitor.errors import ConfigError, ContractError
-from monitor.eventtime import make_extractor
-from monitor.lag import LagTracker
-from monitor.loop import ConsumeLoop
-from monitor.metrics import HealthState, TidemarkCollector, build_registry
+from monitor.export.collector import TidemarkCollector, build_registry
+from monitor.export.server import MetricsServer
 from monitor.pipeline import Pipeline, ProductPipeline
-from monitor.registry import ConfluentRegistryLookup, SchemaLookup
-from monitor.server import MetricsServer
+from monitor.runtime.health import HealthState
+from monitor.runtime.lag import LagTracker
+from monitor.runtime.loop import ConsumeLoop
 
 log = structlog.get_logger("tidemark")
 

@@ -15,8 +15,8 @@ from typing import Any
 import structlog
 from confluent_kafka import OFFSET_INVALID, Consumer, KafkaError, KafkaException, TopicPartition
 
-from monitor.metrics import HealthState
 from monitor.pipeline import Pipeline
+from monitor.runtime.health import HealthState
 
 log = structlog.get_logger("tidemark.loop")
 

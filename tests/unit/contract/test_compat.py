@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from monitor.compat import CompatibilityReport, check_compatibility, format_report
+from monitor.contract.compat import CompatibilityReport, check_compatibility, format_report
 
 
 @pytest.mark.parametrize("mode", ["backward", "forward", "full"])

@@ -11,7 +11,7 @@ from typing import Any
 from fastavro import parse_schema
 from fastavro.schema import fingerprint, to_parsing_canonical_form
 
-from monitor.compat import AvroJson, incompatibilities, parse_avro
+from monitor.contract.compat import AvroJson, incompatibilities, parse_avro
 from monitor.errors import ContractError
 
 _RABIN = "CRC-64-AVRO"

@@ -2,7 +2,7 @@
 
 Why: a count from the source is the only exact expectation for a window (the audit
 pattern of Uber's Chaperone). Encoded as raw (schemaless) Avro with the shipped schema
-monitor/schemas/manifest.avsc, so any Avro library can write it.
+monitor/completeness/manifest.avsc, so any Avro library can write it.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from fastavro import parse_schema, schemaless_reader, schemaless_writer
 
 from monitor.errors import TidemarkError
 
-SCHEMA_RESOURCE = "schemas/manifest.avsc"
+SCHEMA_RESOURCE = "manifest.avsc"
 
 
 class ManifestError(TidemarkError):
@@ -27,7 +27,8 @@ class ManifestError(TidemarkError):
 
 def manifest_schema() -> dict[str, Any]:
     """The manifest schema as JSON (a fresh copy)."""
-    text = resources.files("monitor").joinpath(SCHEMA_RESOURCE).read_text(encoding="utf-8")
+    resource = resources.files("monitor.completeness").joinpath(SCHEMA_RESOURCE)
+    text = resource.read_text(encoding="utf-8")
     schema: dict[str, Any] = json.loads(text)
     return schema
 

@@ -4,15 +4,16 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from monitor.catalogue import METRICS
-from monitor.reference import render_readme
+from monitor.export.catalogue import METRICS
+from monitor.export.reference import render_readme
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 
 
 def test_readme_metric_table_is_current() -> None:
     text = (REPO / "README.md").read_text(encoding="utf-8")
-    assert render_readme(text) == text, "run `python -m monitor.reference` to update README.md"
+    hint = "run `python -m monitor.export.reference` to update README.md"
+    assert render_readme(text) == text, hint
 
 
 def test_every_metric_is_in_the_readme() -> None:
@@ -24,5 +25,5 @@ def test_every_metric_is_in_the_readme() -> None:
 
 def test_demo_contracts_are_the_shipped_examples() -> None:
     for example in (REPO / "config" / "contracts").glob("*.avsc"):
-        packaged = REPO / "monitor" / "demo_contracts" / example.name
+        packaged = REPO / "monitor" / "demo" / "contracts" / example.name
         assert packaged.read_text() == example.read_text(), f"{packaged} differs from {example}"

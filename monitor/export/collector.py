@@ -11,7 +11,7 @@ from __future__ import annotations
 import platform
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import confluent_kafka
@@ -24,11 +24,12 @@ from prometheus_client.core import (
 from prometheus_client.registry import Collector, CollectorRegistry
 
 from monitor import __version__
-from monitor.catalogue import BY_NAME
-from monitor.decoding import Reason
+from monitor.completeness.windows import REJECT_REASONS, VERDICTS
+from monitor.contract.decoding import Reason
+from monitor.export.catalogue import BY_NAME
 from monitor.pipeline import MANIFEST_ERRORS, Pipeline, ProductPipeline
+from monitor.runtime.health import HealthState
 from monitor.stats import Histogram, LoopStats, ProductStats
-from monitor.windows import REJECT_REASONS, VERDICTS
 
 
 def _family(name: str, labels: tuple[str, ...] | None = None) -> Any:
@@ -39,24 +40,6 @@ def _family(name: str, labels: tuple[str, ...] | None = None) -> Any:
     if spec.type == "histogram":
         return HistogramMetricFamily(name, spec.help, labels=names)
     return GaugeMetricFamily(name, spec.help, labels=names)
-
-
-@dataclass(slots=True)
-class HealthState:
-    """What /healthz, /readyz and the self-metrics report; written by the loop."""
-
-    liveness_limit: float
-    loop: LoopStats = field(default_factory=LoopStats)
-    connected: bool = False
-    assigned: bool = False
-    lag_snapshot_at: float = 0.0
-    stopping: bool = False
-
-    def alive(self, now: float) -> bool:
-        return self.loop.heartbeat > 0 and now - self.loop.heartbeat < self.liveness_limit
-
-    def ready(self, now: float) -> bool:
-        return self.alive(now) and self.connected and self.assigned and not self.stopping
 
 
 @dataclass(slots=True)

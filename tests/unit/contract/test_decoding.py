@@ -19,17 +19,17 @@ from confluent_kafka.serialization import MessageField, SerializationContext
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from monitor.contracts import Contract, Verdict, canonical_form, rabin_fingerprint
-from monitor.decoding import (
+from monitor.contract.decoding import (
     ConfluentDecoder,
     InvalidEvent,
     RawAvroDecoder,
     Reason,
     SingleObjectDecoder,
 )
+from monitor.contract.eventtime import make_extractor
+from monitor.contract.model import Contract, Verdict, canonical_form, rabin_fingerprint
+from monitor.contract.registry import ConfluentRegistryLookup, RegistryUnavailable, SchemaNotFound
 from monitor.errors import ContractError
-from monitor.eventtime import make_extractor
-from monitor.registry import ConfluentRegistryLookup, RegistryUnavailable, SchemaNotFound
 
 
 class FakeLookup:

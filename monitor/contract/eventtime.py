@@ -12,7 +12,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
-from monitor.contracts import Contract
+from monitor.contract.model import Contract
 from monitor.errors import ContractError
 
 EventTimeExtractor = Callable[[dict[str, Any], int], float | None]

@@ -25,7 +25,8 @@ from confluent_kafka import Producer
 from confluent_kafka.schema_registry import Schema, SchemaRegistryClient
 from fastavro import parse_schema, schemaless_writer
 
-from monitor.completeness import (
+from monitor.completeness.emitter import ManifestEmitter
+from monitor.completeness.tracker import (
     CompletenessConfig,
     ManifestConfig,
     SequenceConfig,
@@ -40,11 +41,10 @@ from monitor.config import (
     ServerConfig,
     Settings,
 )
-from monitor.contracts import Contract
+from monitor.contract.model import Contract
+from monitor.contract.registry import ConfluentRegistryLookup
+from monitor.demo.mockcluster import MockCluster
 from monitor.logs import configure_logging
-from monitor.manifest_producer import ManifestEmitter
-from monitor.mockcluster import MockCluster
-from monitor.registry import ConfluentRegistryLookup
 
 ORDERS_TOPIC = "demo.orders"
 PAYMENTS_TOPIC = "demo.payments"
@@ -58,7 +58,7 @@ STALL_AFTER = 20.0
 
 def contract_path(name: str) -> Path:
     """Contracts ship inside the package so the demo also runs from a wheel."""
-    return Path(str(resources.files("monitor") / "demo_contracts" / name))
+    return Path(str(resources.files("monitor.demo") / "contracts" / name))
 
 
 def demo_settings(bootstrap: str, port: int, bind: str) -> Settings:
@@ -266,8 +266,8 @@ class DemoProducer:
 
 
 def run_demo(*, port: int, bind: str, duration: float, summary_interval: float) -> int:
-    from monitor.app import Monitor
-    from monitor.summary import Summary
+    from monitor.demo.summary import Summary
+    from monitor.runtime.app import Monitor
 
     configure_logging("console", "warning")
     with MockCluster(num_brokers=3) as cluster:

@@ -20,7 +20,7 @@ from typing import Any, Protocol
 
 from fastavro import parse_schema, schemaless_reader
 
-from monitor.contracts import (
+from monitor.contract.model import (
     Contract,
     Verdict,
     WriterSchema,
@@ -28,8 +28,8 @@ from monitor.contracts import (
     classify,
     rabin_fingerprint,
 )
+from monitor.contract.registry import RegistryUnavailable, SchemaLookup, SchemaNotFound
 from monitor.errors import ContractError
-from monitor.registry import RegistryUnavailable, SchemaLookup, SchemaNotFound
 
 Record = dict[str, Any]
 # (writer, schema the bytes are decoded with or None if incompatible, reader schema or None)

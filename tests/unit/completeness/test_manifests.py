@@ -15,24 +15,24 @@ from fastavro import parse_schema, schemaless_reader, schemaless_writer
 from hypothesis import given
 from hypothesis import strategies as st
 
-from monitor.completeness import CompletenessConfig, CompletenessTracker
-from monitor.config import ProductConfig
-from monitor.contracts import Contract
-from monitor.decoding import RawAvroDecoder
-from monitor.eventtime import make_extractor
-from monitor.manifest_producer import (
+from monitor.completeness.emitter import (
     Manifest,
     ManifestEmitter,
     ManifestError,
     decode_manifest,
     encode_manifest,
 )
-from monitor.manifests import manifest_schema
+from monitor.completeness.manifests import manifest_schema
+from monitor.completeness.tracker import CompletenessConfig, CompletenessTracker
+from monitor.config import ProductConfig
+from monitor.contract.decoding import RawAvroDecoder
+from monitor.contract.eventtime import make_extractor
+from monitor.contract.model import Contract
 from monitor.pipeline import Pipeline, ProductPipeline
 
 W = 60.0
 T0 = 1_700_000_040.0  # a window boundary
-CONTRACT = Path(__file__).resolve().parents[2] / "config" / "contracts" / "orders.avsc"
+CONTRACT = Path(__file__).resolve().parents[3] / "config" / "contracts" / "orders.avsc"
 CONTROL = "manifests"
 
 
@@ -240,7 +240,7 @@ def test_emitted_manifests_reconcile_in_the_tracker() -> None:
 def test_flush_closed_publishes_through_a_real_producer() -> None:
     from confluent_kafka import Consumer, Producer
 
-    from monitor.mockcluster import MockCluster
+    from monitor.demo.mockcluster import MockCluster
 
     with MockCluster(1) as cluster:
         topic = f"manifests-{uuid.uuid4().hex[:6]}"

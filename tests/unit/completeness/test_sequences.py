@@ -8,7 +8,7 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from monitor.completeness import CompletenessConfig, CompletenessTracker
+from monitor.completeness.tracker import CompletenessConfig, CompletenessTracker
 
 T0 = 1_700_000_000.0
 

@@ -1,0 +1,2 @@
+"""What an event must be: the contract model, schema compatibility, decoding, the
+schema registry and event-time extraction."""

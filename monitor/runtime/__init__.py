@@ -1,0 +1,1 @@
+"""The daemon: wiring (app), the consume loop and the background lag tracker."""
