@@ -24,7 +24,7 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
-from monitor.completeness.tracker import CompletenessConfig
+from monitor.completeness.config import CompletenessConfig
 from monitor.durations import Seconds
 from monitor.errors import ConfigError
 

@@ -8,78 +8,27 @@ over any range and no counter ever decreases.
 
 from __future__ import annotations
 
-import math
-import statistics
 from collections import deque
-from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Literal
 
-COMPLETE = "complete"
-INCOMPLETE = "incomplete"
-PARTIAL = "partial"
-NO_MANIFEST = "no_manifest"
-NO_EXPECTATION = "no_expectation"
-VERDICTS = (COMPLETE, INCOMPLETE, PARTIAL, NO_MANIFEST, NO_EXPECTATION)
-REJECT_REASONS = ("misaligned", "late", "beyond_open_windows", "not_configured")
+from monitor.completeness.baseline import Baseline
+from monitor.completeness.window import (
+    COMPLETE,
+    INCOMPLETE,
+    NO_EXPECTATION,
+    NO_MANIFEST,
+    PARTIAL,
+    REJECT_REASONS,
+    VERDICTS,
+    Window,
+)
+
 _ALIGN_TOLERANCE = 1e-3  # manifests carry milliseconds
 _FAR_PAST = -(2**62)
-
-Statistic = Literal["median", "mean", "min"]
-_STATISTICS: dict[str, Callable[[deque[int]], float]] = {
-    "median": statistics.median,
-    "mean": statistics.fmean,
-    "min": lambda values: float(min(values)),
-}
-
-
-@dataclass(slots=True, eq=False)
-class Window:
-    k: int
-    partial: bool
-    observed: int = 0
-    closed: bool = False
-    # None while open, waiting for a manifest, or closed partial without live input
-    verdict: str | None = None
-    live: bool = False  # saw an event or a manifest that was not read back
-    manifests: dict[str | None, int] | None = None  # producer id -> count
-    by_manifest: bool = False  # expectation came from manifests (they may amend it)
-    expected: int = 0  # credited to expected_events_total so far
-    credited: int = 0  # credited to observed_events_total so far (<= expected)
-    surplus: int = 0  # observed beyond expected, credited so far
 
 
 def _discard() -> dict[str, int]:
     """Counters nobody reads (replayed manifests)."""
     return dict.fromkeys(REJECT_REASONS, 0)
-
-
-class Baseline:
-    """Counts of the same window slot in the last `periods` periods (slots x periods ints)."""
-
-    def __init__(
-        self, *, slots: int, periods: int, min_periods: int, statistic: Statistic, ratio: float
-    ) -> None:
-        self._slots = slots
-        self._periods = periods
-        self._min_periods = min_periods
-        self._stat = _STATISTICS[statistic]
-        self._ratio = ratio
-        self._history: dict[int, deque[int]] = {}
-
-    def record(self, k: int, observed: int) -> None:
-        hist = self._history.get(k % self._slots)
-        if hist is None:
-            hist = self._history[k % self._slots] = deque(maxlen=self._periods)
-        hist.append(observed)
-
-    def expected(self, k: int) -> int | None:
-        """ratio x statistic of earlier periods; None until min_periods are known or if 0."""
-        hist = self._history.get(k % self._slots)
-        if hist is None or len(hist) < self._min_periods:
-            return None
-        value = math.floor(self._stat(hist) * self._ratio)
-        return value if value > 0 else None
 
 
 class WindowTracker:

@@ -25,12 +25,12 @@ from confluent_kafka import Producer
 from confluent_kafka.schema_registry import Schema, SchemaRegistryClient
 from fastavro import parse_schema, schemaless_writer
 
-from monitor.completeness.emitter import ManifestEmitter
-from monitor.completeness.tracker import (
+from monitor.completeness.config import (
     CompletenessConfig,
     ManifestConfig,
     SequenceConfig,
 )
+from monitor.completeness.emitter import ManifestEmitter
 from monitor.config import (
     FreshnessObjective,
     KafkaConfig,

@@ -24,7 +24,7 @@ from prometheus_client.core import (
 from prometheus_client.registry import Collector, CollectorRegistry
 
 from monitor import __version__
-from monitor.completeness.windows import REJECT_REASONS, VERDICTS
+from monitor.completeness.window import REJECT_REASONS, VERDICTS
 from monitor.contract.decoding import Reason
 from monitor.export.catalogue import BY_NAME
 from monitor.pipeline import MANIFEST_ERRORS, Pipeline, ProductPipeline

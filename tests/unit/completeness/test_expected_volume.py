@@ -7,7 +7,8 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from monitor.completeness.tracker import CompletenessConfig, CompletenessTracker
+from monitor.completeness.config import CompletenessConfig
+from monitor.completeness.tracker import CompletenessTracker
 
 W = 60.0
 T0 = 1_700_000_040.0  # a window boundary

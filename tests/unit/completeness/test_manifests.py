@@ -15,6 +15,7 @@ from fastavro import parse_schema, schemaless_reader, schemaless_writer
 from hypothesis import given
 from hypothesis import strategies as st
 
+from monitor.completeness.config import CompletenessConfig
 from monitor.completeness.emitter import (
     Manifest,
     ManifestEmitter,
@@ -23,7 +24,7 @@ from monitor.completeness.emitter import (
     encode_manifest,
 )
 from monitor.completeness.manifests import manifest_schema
-from monitor.completeness.tracker import CompletenessConfig, CompletenessTracker
+from monitor.completeness.tracker import CompletenessTracker
 from monitor.config import ProductConfig
 from monitor.contract.decoding import RawAvroDecoder
 from monitor.contract.eventtime import make_extractor

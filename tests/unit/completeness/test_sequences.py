@@ -8,7 +8,8 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from monitor.completeness.tracker import CompletenessConfig, CompletenessTracker
+from monitor.completeness.config import CompletenessConfig
+from monitor.completeness.tracker import CompletenessTracker
 
 T0 = 1_700_000_000.0
 

@@ -8,7 +8,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from monitor.completeness.tracker import CompletenessConfig, CompletenessTracker
+from monitor.completeness.config import CompletenessConfig
+from monitor.completeness.tracker import CompletenessTracker
 
 W = 60.0
 T0 = 1_700_000_040.0  # a window boundary: windows are [T0 + i*W, T0 + (i+1)*W)
