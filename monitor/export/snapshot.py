@@ -1,0 +1,63 @@
+"""What one scrape renders: plain copies of the state, taken under the pipeline lock.
+
+Why: the catalogue's sample sources read these views, never the live pipeline,
+so rendering happens outside the lock and a value cannot change mid-scrape.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from monitor.completeness.tracker import CompletenessSnapshot
+    from monitor.config import ProductConfig
+    from monitor.stats import LoopStats, ProductStats
+
+
+@dataclass(slots=True)
+class PartitionView:
+    partition: str
+    watermark: float | None
+    max_event_time: float | None
+    idle: bool
+    stuck: bool
+    last_event_age: float | None
+    lag: int | None
+    high_watermark: int | None
+
+
+@dataclass(slots=True)
+class ProductView:
+    config: ProductConfig
+    stats: ProductStats
+    watermark: float | None
+    partitions: list[PartitionView]
+    writers: list[tuple[str, str]]  # (schema key, verdict)
+    completeness: CompletenessSnapshot | None
+
+    @property
+    def labels(self) -> list[str]:
+        return [self.config.name, self.config.topic]
+
+
+@dataclass(slots=True)
+class ProcessView:
+    """The monitor's own state, as of the scrape."""
+
+    loop: LoopStats
+    alive: bool
+    ready: bool
+    lag_snapshot_at: float
+    cached_scrapes: int
+    registry_lookups: dict[str, int] | None  # None: no registry configured
+
+
+@dataclass(slots=True)
+class Snapshot:
+    """Everything a scrape renders."""
+
+    now: float
+    products: list[ProductView]
+    manifest_errors: list[tuple[str, dict[str, int]]]  # (control topic, reason counts)
+    process: ProcessView
