@@ -1,78 +1,443 @@
-"""HTTP endpoints: /metrics, /healthz (the poll loop is alive), /readyz (assigned)."""
+"""HTTP endpoints: /metrics, /healthz (the poll loop is alive), /readyz (assigned).
+
+One asyncio event loop in one thread owns every connection, so a client that sends
+half a request costs a socket, never a thread. What keeps a flood of such clients
+from delaying a scrape:
+
+- at most `max_connections` are open. When full, the connection that has waited
+  longest for its request to arrive is dropped to admit the new one: a scraper
+  sends its request within milliseconds of connecting, a slow-loris never does;
+- the TLS handshake and the request head must arrive within `read_timeout`; a
+  keep-alive connection may idle `idle_timeout` between requests; a response must
+  be taken by the client within `write_timeout`; request heads are at most 8 KiB;
+- rendering /metrics and bcrypt checks run on two small fixed thread pools.
+
+/metrics speaks what Prometheus asks for through prometheus-client's own encoders:
+OpenMetrics by Accept, gzip by Accept-Encoding, `name[]` filtering. TLS and basic
+auth come from the web-config file (monitor/export/webconfig.py). Basic auth guards
+/metrics only: /healthz and /readyz say one line about liveness and are what
+Kubernetes probes call, and probes cannot carry credentials without putting the
+password in the pod spec.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import gzip
+import http.client
+import io
+import socket
+import ssl
 import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from email.message import Message
+from urllib.parse import parse_qs
 
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+import structlog
+from prometheus_client.exposition import choose_encoder, gzip_accepted
 from prometheus_client.registry import CollectorRegistry
 
+from monitor.errors import ConfigError
+from monitor.export.webconfig import BasicAuth, WebConfig
 from monitor.runtime.health import HealthState
+
+log = structlog.get_logger("tidemark.http")
+
+MAX_HEAD_BYTES = 8192
+_BACKLOG = 512
+_RENDER_THREADS = 2
+_AUTH_THREADS = 1
+_TEXT = "text/plain; charset=utf-8"
+_INDEX = b"tidemark: see /metrics, /healthz, /readyz\n"
+
+Headers = list[tuple[str, str]]
+Response = tuple[int, Headers, bytes]
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """Bounds on connections and on how long a client may take (seconds)."""
+
+    max_connections: int = 64
+    read_timeout: float = 5.0
+    write_timeout: float = 10.0
+    idle_timeout: float = 30.0
+
+
+@dataclass(slots=True)
+class ServerStats:
+    """Connection outcomes, counted on the event loop thread (read them for tests)."""
+
+    accepted: int = 0
+    requests: int = 0
+    evicted: int = 0  # waiting for a request, dropped to admit a newer connection
+    timed_out: int = 0  # handshake, request or response not done in time
+    refused: int = 0  # full, and every connection was being answered
+    tls_failed: int = 0
+    unauthorized: int = 0
+    open: int = 0
+
+
+@dataclass(eq=False, slots=True)
+class _Conn:
+    transport: asyncio.Transport
+    since: float  # monotonic: when it began waiting for its current request
+    busy: bool = False  # a request is being answered: never evicted
+    task: asyncio.Task[None] | None = None
+
+
+@dataclass(slots=True)
+class _Request:
+    method: str
+    path: str
+    query: str
+    headers: Message
+    keep_alive: bool
+
+
+class _BadRequestError(Exception):
+    """Answer with this status and close the connection."""
+
+    def __init__(self, status: int, reason: str) -> None:
+        super().__init__(reason)
+        self.status = status
+        self.reason = reason
 
 
 class MetricsServer:
-    """A small threaded server; scrapes read in-memory state only."""
+    """Serves /metrics, /healthz and /readyz; scrapes read in-memory state only."""
 
     def __init__(
-        self, registry: CollectorRegistry, health: HealthState, bind: str, port: int
+        self,
+        registry: CollectorRegistry,
+        health: HealthState,
+        bind: str,
+        port: int,
+        *,
+        limits: Limits | None = None,
+        web: WebConfig | None = None,
     ) -> None:
-        handler = _make_handler(registry, health)
-        self.httpd = ThreadingHTTPServer((bind, port), handler)
-        self.httpd.daemon_threads = True
-        self._thread = threading.Thread(
-            target=self.httpd.serve_forever, name="tidemark-http", daemon=True
-        )
+        self._registry = registry
+        self._health = health
+        self._limits = limits or Limits()
+        self._tls = web.tls if web else None
+        self._auth: BasicAuth | None = web.auth if web else None
+        self._bind = bind or "0.0.0.0"
+        self._sock = _listen(self._bind, port)
+        self._conns: set[_Conn] = set()
+        self.stats = ServerStats()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._server: asyncio.Server | None = None
+        self._thread: threading.Thread | None = None
+        self._render_pool = ThreadPoolExecutor(_RENDER_THREADS, "tidemark-http-render")
+        self._auth_pool = ThreadPoolExecutor(_AUTH_THREADS, "tidemark-http-auth")
+        self._stopped = False
 
     @property
     def port(self) -> int:
-        return int(self.httpd.server_address[1])
+        return int(self._sock.getsockname()[1])
+
+    @property
+    def scheme(self) -> str:
+        return "https" if self._tls else "http"
+
+    def url(self, path: str = "/metrics") -> str:
+        """Where this server answers, for logs and tests (wildcards become loopback)."""
+        host = {"0.0.0.0": "127.0.0.1", "::": "::1"}.get(self._bind, self._bind)
+        if ":" in host:
+            host = f"[{host}]"
+        return f"{self.scheme}://{host}:{self.port}{path}"
 
     def start(self) -> None:
+        loop = asyncio.new_event_loop()
+        self._loop = loop
+        self._server = loop.run_until_complete(
+            asyncio.start_server(
+                self._on_connect, sock=self._sock, limit=MAX_HEAD_BYTES, backlog=_BACKLOG
+            )
+        )
+        self._thread = threading.Thread(target=loop.run_forever, name="tidemark-http", daemon=True)
         self._thread.start()
+        if self._auth and not self._tls:
+            log.warning("http_basic_auth_without_tls", hint="passwords cross the network in clear")
+        log.info(
+            "http_server_started",
+            url=self.url(),
+            tls=self._tls is not None,
+            client_auth=self._tls.client_auth_type if self._tls else None,
+            basic_auth_users=len(self._auth.users) if self._auth else 0,
+            max_connections=self._limits.max_connections,
+        )
 
     def stop(self) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
+        if self._stopped:
+            return
+        self._stopped = True
+        loop, thread = self._loop, self._thread
+        if loop is None or thread is None:
+            self._sock.close()
+        else:
+            done = asyncio.run_coroutine_threadsafe(self._close(), loop)
+            try:
+                done.result(timeout=5)
+            except Exception as exc:
+                log.warning("http_server_stop_incomplete", error=repr(exc))
+            loop.call_soon_threadsafe(loop.stop)
+            thread.join(timeout=5)
+            if not thread.is_alive():
+                loop.close()
+        self._render_pool.shutdown(wait=False, cancel_futures=True)
+        self._auth_pool.shutdown(wait=False, cancel_futures=True)
 
+    async def _close(self) -> None:
+        if self._server is not None:
+            self._server.close()
+        tasks = [c.task for c in self._conns if c.task is not None]
+        for conn in list(self._conns):
+            self._drop(conn)
+        if tasks:
+            await asyncio.wait(tasks, timeout=2)
 
-def _make_handler(registry: CollectorRegistry, health: HealthState) -> type[BaseHTTPRequestHandler]:
-    class Handler(BaseHTTPRequestHandler):
-        server_version = "tidemark"
+    # --- connections -------------------------------------------------------------
 
-        def do_GET(self) -> None:
-            path = self.path.split("?", 1)[0]
-            now = time.time()
-            if path == "/metrics":
-                self._send(200, generate_latest(registry), CONTENT_TYPE_LATEST)
-            elif path == "/healthz":
-                ok = health.alive(now)
-                self._send(200 if ok else 503, b"ok\n" if ok else b"poll loop stalled\n")
-            elif path == "/readyz":
-                ok = health.ready(now)
-                reason = (
-                    b"ready\n"
-                    if ok
-                    else b"not ready: " + _why_not_ready(health, now).encode() + b"\n"
-                )
-                self._send(200 if ok else 503, reason)
-            elif path == "/":
-                self._send(200, b"tidemark: see /metrics, /healthz, /readyz\n")
+    def _on_connect(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        """Runs inside connection_made: admit or refuse before a byte is read."""
+        transport = writer.transport
+        assert isinstance(transport, asyncio.Transport)
+        if self._tls is not None:
+            # Until start_tls takes over, no bytes may land in the plain-text reader.
+            transport.pause_reading()
+        self.stats.accepted += 1
+        if not self._make_room():
+            self.stats.refused += 1
+            transport.abort()
+            return
+        conn = _Conn(transport, time.monotonic())
+        self._conns.add(conn)
+        self.stats.open = len(self._conns)
+        assert self._loop is not None
+        conn.task = self._loop.create_task(self._serve(conn, reader, writer))
+
+    def _make_room(self) -> bool:
+        if len(self._conns) < self._limits.max_connections:
+            return True
+        waiting = [c for c in self._conns if not c.busy]
+        if not waiting:
+            return False
+        self._drop(min(waiting, key=lambda c: c.since))
+        self.stats.evicted += 1
+        return True
+
+    def _drop(self, conn: _Conn) -> None:
+        self._conns.discard(conn)
+        self.stats.open = len(self._conns)
+        conn.transport.abort()
+        if conn.task is not None and conn.task is not asyncio.current_task():
+            conn.task.cancel()
+
+    async def _serve(
+        self, conn: _Conn, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
+        limits = self._limits
+        loop = asyncio.get_running_loop()
+        deadline: float | None = loop.time() + limits.read_timeout
+        graceful = False
+        try:
+            if self._tls is not None:
+                try:
+                    async with asyncio.timeout_at(deadline):
+                        await writer.start_tls(
+                            self._tls.context(), ssl_handshake_timeout=limits.read_timeout
+                        )
+                except (ssl.SSLError, ConnectionError) as exc:
+                    self.stats.tls_failed += 1
+                    log.debug("http_tls_handshake_failed", error=str(exc))
+                    return
+            while True:
+                conn.busy, conn.since = False, time.monotonic()
+                try:
+                    request = await self._read_request(reader, deadline)
+                except _BadRequestError as bad:
+                    conn.busy = True
+                    body = f"{bad.reason}\n".encode()
+                    await self._write(writer, bad.status, [("Content-Type", _TEXT)], body, False)
+                    graceful = True
+                    return
+                if request is None:
+                    graceful = True
+                    return
+                conn.busy = True
+                self.stats.requests += 1
+                status, headers, body = await self._answer(request)
+                if request.method == "HEAD":
+                    headers.append(("Content-Length", str(len(body))))
+                    body = b""
+                await self._write(writer, status, headers, body, request.keep_alive)
+                if not request.keep_alive:
+                    graceful = True
+                    return
+                deadline = None
+        except TimeoutError:
+            self.stats.timed_out += 1
+        except (OSError, ssl.SSLError, asyncio.IncompleteReadError):
+            pass  # the client went away or broke the protocol: nothing to answer
+        except Exception:
+            log.exception("http_connection_failed")
+        finally:
+            self._conns.discard(conn)
+            self.stats.open = len(self._conns)
+            if graceful:
+                writer.close()
             else:
-                self._send(404, b"not found\n")
+                conn.transport.abort()
+                writer.transport.abort()
 
-        def _send(self, status: int, body: bytes, ctype: str = "text/plain; charset=utf-8") -> None:
-            self.send_response(status)
-            self.send_header("Content-Type", ctype)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
+    async def _read_request(
+        self, reader: asyncio.StreamReader, deadline: float | None
+    ) -> _Request | None:
+        """The next request head, or None at a clean end of the connection.
 
-        def log_message(self, format: str, *args: object) -> None:
-            pass  # scrapes every few seconds would drown the log
+        `deadline` bounds a first request (and the handshake before it); later
+        requests on a kept-alive connection may wait `idle_timeout` to begin and
+        then have `read_timeout` to complete.
+        """
+        loop = asyncio.get_running_loop()
+        first = b""
+        if deadline is None:
+            async with asyncio.timeout(self._limits.idle_timeout):
+                first = await reader.read(1)
+            if not first:
+                return None
+            deadline = loop.time() + self._limits.read_timeout
+        async with asyncio.timeout_at(deadline):
+            try:
+                head = first + await reader.readuntil(b"\r\n\r\n")
+            except asyncio.IncompleteReadError as exc:
+                if first or exc.partial:
+                    raise _BadRequestError(400, "incomplete request") from None
+                return None
+            except asyncio.LimitOverrunError:
+                raise _BadRequestError(431, "request head too large") from None
+        return _parse_head(head)
 
-    return Handler
+    async def _write(
+        self,
+        writer: asyncio.StreamWriter,
+        status: int,
+        headers: Headers,
+        body: bytes,
+        keep_alive: bool,
+    ) -> None:
+        lines = [f"HTTP/1.1 {status} {_reason(status)}"]
+        lines += [f"{k}: {v}" for k, v in headers]
+        if not any(k == "Content-Length" for k, _ in headers):
+            lines.append(f"Content-Length: {len(body)}")
+        lines.append("Connection: keep-alive" if keep_alive else "Connection: close")
+        writer.write(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body)
+        async with asyncio.timeout(self._limits.write_timeout):
+            await writer.drain()
+
+    # --- requests ----------------------------------------------------------------
+
+    async def _answer(self, request: _Request) -> Response:
+        if request.method not in ("GET", "HEAD"):
+            request.keep_alive = False  # a body may follow that we will not read
+            return 405, [("Allow", "GET, HEAD"), ("Content-Type", _TEXT)], b"use GET\n"
+        path, now = request.path, time.time()
+        if path == "/metrics":
+            if self._auth is not None and not await self._authorized(request.headers):
+                self.stats.unauthorized += 1
+                headers = [("WWW-Authenticate", 'Basic realm="tidemark"'), ("Content-Type", _TEXT)]
+                return 401, headers, b"unauthorized\n"
+            loop = asyncio.get_running_loop()
+            accept = request.headers.get("Accept", "")
+            encoding = request.headers.get("Accept-Encoding", "")
+            try:
+                return await loop.run_in_executor(
+                    self._render_pool, self._render, accept, encoding, request.query
+                )
+            except Exception:
+                log.exception("http_render_failed")
+                return 500, [("Content-Type", _TEXT)], b"internal error\n"
+        if path == "/healthz":
+            ok = self._health.alive(now)
+            return _text(200 if ok else 503, b"ok\n" if ok else b"poll loop stalled\n")
+        if path == "/readyz":
+            ok = self._health.ready(now)
+            if ok:
+                return _text(200, b"ready\n")
+            return _text(503, b"not ready: " + _why_not_ready(self._health, now).encode() + b"\n")
+        if path == "/":
+            return _text(200, _INDEX)
+        return _text(404, b"not found\n")
+
+    async def _authorized(self, headers: Message) -> bool:
+        assert self._auth is not None
+        creds = BasicAuth.credentials(headers.get("Authorization"))
+        if creds is None:
+            return False
+        if self._auth.cached(*creds):
+            return True
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._auth_pool, self._auth.verify, *creds)
+
+    def _render(self, accept: str, encoding: str, query: str) -> Response:
+        """prometheus-client's negotiation (see exposition._bake_output), public API only."""
+        encoder, content_type = choose_encoder(accept)
+        names = parse_qs(query).get("name[]")
+        registry = self._registry.restricted_registry(names) if names else self._registry
+        body = encoder(registry)
+        headers = [("Content-Type", content_type), ("Vary", "Accept, Accept-Encoding")]
+        if gzip_accepted(encoding):
+            body = gzip.compress(body)
+            headers.append(("Content-Encoding", "gzip"))
+        return 200, headers, body
+
+
+def _text(status: int, body: bytes) -> Response:
+    return status, [("Content-Type", _TEXT)], body
+
+
+def _reason(status: int) -> str:
+    try:
+        return http.client.responses[status]
+    except KeyError:
+        return "Unknown"
+
+
+def _parse_head(head: bytes) -> _Request:
+    line, _, rest = head.partition(b"\r\n")
+    parts = line.decode("latin-1").split()
+    if len(parts) != 3 or not parts[2].startswith("HTTP/1."):
+        raise _BadRequestError(400, "malformed request line")
+    method, target, version = parts
+    try:
+        headers = http.client.parse_headers(io.BytesIO(rest))
+    except http.client.HTTPException:
+        raise _BadRequestError(431, "too many or too long headers") from None
+    has_body = headers.get("Transfer-Encoding") or headers.get("Content-Length", "0").strip() != "0"
+    if method in ("GET", "HEAD") and has_body:
+        raise _BadRequestError(400, "request bodies are not accepted")
+    tokens = {t.strip().lower() for t in headers.get("Connection", "").split(",")}
+    keep_alive = "keep-alive" in tokens if version == "HTTP/1.0" else "close" not in tokens
+    path, _, query = target.partition("?")
+    return _Request(method, path, query, headers, keep_alive)
+
+
+def _listen(bind: str, port: int) -> socket.socket:
+    """A listening socket of the family `bind` needs; "::" also takes IPv4 where it can."""
+    try:
+        infos = socket.getaddrinfo(bind, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+        family, _, _, _, sockaddr = infos[0]
+        dual = family == socket.AF_INET6 and sockaddr[0] == "::" and socket.has_dualstack_ipv6()
+        return socket.create_server(sockaddr, family=family, backlog=_BACKLOG, dualstack_ipv6=dual)
+    except OSError as exc:
+        raise ConfigError(
+            f"server.bind_address/server.port: cannot listen on {bind!r} port {port}: "
+            f"{exc.strerror or exc}"
+        ) from None
 
 
 def _why_not_ready(health: HealthState, now: float) -> str:
