@@ -288,9 +288,16 @@ class MetricsServer:
         finally:
             self._conns.discard(conn)
             self.stats.open = len(self._conns)
-            if graceful:
-                writer.close()
-            else:
+            try:
+                if graceful:
+                    # Let the response drain and TLS say goodbye, but not forever: a
+                    # peer that never answers close_notify would hold the socket.
+                    writer.close()
+                    async with asyncio.timeout(limits.write_timeout):
+                        await writer.wait_closed()
+            except Exception:  # noqa: S110 - the peer is gone either way
+                pass
+            finally:
                 conn.transport.abort()
                 writer.transport.abort()
 

@@ -9,6 +9,8 @@ must see `up == 0`: the protection is real, not just the happy path.
 
 from __future__ import annotations
 
+import base64
+import gzip
 import shutil
 import ssl
 import sys
@@ -22,6 +24,7 @@ import pytest
 import yaml
 from alerting_stack import Prometheus, free_port, spawn, wait_until
 from live_tidemark import REPO, MockBroker, Product, TidemarkProcess, write_config
+from prometheus_client.openmetrics.parser import text_string_to_metric_families
 
 sys.path.insert(0, str(REPO / "tests" / "integration"))
 from harness.certs import TLSFiles, make_tls_files
@@ -51,6 +54,11 @@ class TLSTidemark(TidemarkProcess):
             return exc.code, exc.read().decode(errors="replace")
         except (urllib.error.URLError, OSError):
             return 0, ""
+
+
+def _basic_auth() -> dict[str, str]:
+    token = base64.b64encode(f"{USER}:{PASSWORD}".encode()).decode()
+    return {"Authorization": f"Basic {token}"}
 
 
 def _job(name: str, port: int, tls: TLSFiles, workdir: Path, **overrides: Any) -> dict[str, Any]:
@@ -157,6 +165,20 @@ def test_prometheus_scrapes_over_tls_with_basic_auth(tmp_path: Path) -> None:
             errors = {t["labels"]["job"]: t["lastError"] for t in prometheus.targets()}
             assert "401" in errors["no_password"], errors
             assert errors["tidemark"] == "", errors
+            # The daemon's whole exposition is valid OpenMetrics, gzipped on request.
+            request = urllib.request.Request(
+                f"{daemon.url}/metrics",
+                headers={
+                    "Accept": "application/openmetrics-text;version=1.0.0",
+                    "Accept-Encoding": "gzip",
+                    **_basic_auth(),
+                },
+            )
+            with urllib.request.urlopen(request, timeout=5, context=daemon.context) as resp:
+                assert resp.headers["Content-Encoding"] == "gzip"
+                text = gzip.decompress(resp.read()).decode()
+            families = {f.name for f in text_string_to_metric_families(text)}
+            assert "tidemark_up" in families and text.endswith("# EOF\n")
         finally:
             process.stop()
     finally:

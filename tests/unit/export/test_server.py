@@ -229,6 +229,29 @@ def test_half_sent_request_is_dropped_after_read_timeout(start: StartServer) -> 
     assert server.stats.timed_out == 1
 
 
+def test_silent_client_on_a_tls_port_is_dropped_after_read_timeout(
+    start: StartServer, tls_files: TLSFiles
+) -> None:
+    server = start(web=_tls_web(tls_files), read_timeout=0.5)
+    with socket.create_connection(("127.0.0.1", server.port), timeout=5) as silent:
+        began = time.monotonic()  # no ClientHello, ever
+        assert silent.recv(1024) == b""
+        waited = time.monotonic() - began
+    assert 0.4 < waited < 3.0
+    assert server.stats.open == 0
+
+
+def test_idle_keep_alive_connection_is_closed_after_idle_timeout(start: StartServer) -> None:
+    server = start(idle_timeout=0.5, read_timeout=5.0)
+    with socket.create_connection(("127.0.0.1", server.port), timeout=5) as client:
+        client.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert client.recv(4096).startswith(b"HTTP/1.1 200 OK\r\n")
+        began = time.monotonic()
+        assert client.recv(1024) == b""
+        waited = time.monotonic() - began
+    assert 0.4 < waited < 3.0
+
+
 def test_full_server_drops_the_longest_waiting_connection_for_a_scrape(
     start: StartServer,
 ) -> None:
@@ -344,6 +367,36 @@ def test_bad_web_config_fails_the_tidemark_config(tmp_path: Path) -> None:
         in text
     )
     assert "plain-password" not in text
+
+
+def test_server_limits_and_web_config_path_in_tidemark_config(
+    tls_files: TLSFiles, tmp_path: Path
+) -> None:
+    shutil.copytree(REPO / "config" / "contracts", tmp_path / "contracts")
+    (tmp_path / "secure").mkdir()
+    for name in ("server.pem", "server-key.pem"):
+        shutil.copy(tls_files.ca_cert.parent / name, tmp_path / "secure" / name)
+    write_web_config(
+        tmp_path / "secure",
+        "tls_server_config:\n  cert_file: server.pem\n  key_file: server-key.pem\n",
+    )
+    products = (
+        "products:\n  - name: orders\n    owner: t\n    topic: shop.orders\n"
+        "    contract: contracts/orders.avsc\n    encoding: avro-raw\n    event_time: occurred_at\n"
+    )
+    config = tmp_path / "tidemark.yaml"
+    config.write_text(
+        "server:\n  bind_address: '::'\n  max_connections: 8\n  read_timeout: 2s\n"
+        "  web_config_file: secure/web.yml\n" + products
+    )
+    server = load_settings(config).server
+    assert server.web_config_file == tmp_path / "secure" / "web.yml"  # relative to the config
+    assert (server.max_connections, server.read_timeout, server.idle_timeout) == (8, 2.0, 30.0)
+    config.write_text("server:\n  read_timeout: 0\n  max_connections: 0\n" + products)
+    with pytest.raises(ConfigError) as caught:
+        load_settings(config)
+    assert "server.read_timeout: must be more than 0 seconds" in str(caught.value)
+    assert "server.max_connections: Input should be greater than or equal to 1" in str(caught.value)
 
 
 # --- basic auth -------------------------------------------------------------------
