@@ -153,11 +153,17 @@ class MetricsServer:
     def start(self) -> None:
         loop = asyncio.new_event_loop()
         self._loop = loop
+        # asyncio accepts at most `backlog` connections per loop turn. A small batch
+        # lets a scraper that connected among a flood be read (and so marked busy,
+        # never evicted) before max_connections newer arrivals could push it out;
+        # the kernel's queue is then set back to the full _BACKLOG.
+        batch = max(1, min(16, self._limits.max_connections // 8))
         self._server = loop.run_until_complete(
             asyncio.start_server(
-                self._on_connect, sock=self._sock, limit=MAX_HEAD_BYTES, backlog=_BACKLOG
+                self._on_connect, sock=self._sock, limit=MAX_HEAD_BYTES, backlog=batch
             )
         )
+        self._sock.listen(_BACKLOG)
         self._thread = threading.Thread(target=loop.run_forever, name="tidemark-http", daemon=True)
         self._thread.start()
         if self._auth and not self._tls:
