@@ -12,7 +12,6 @@ from __future__ import annotations
 import base64
 import gzip
 import shutil
-import ssl
 import sys
 import urllib.error
 import urllib.request
@@ -23,37 +22,13 @@ import bcrypt
 import pytest
 import yaml
 from alerting_stack import Prometheus, free_port, spawn, wait_until
-from live_tidemark import REPO, MockBroker, Product, TidemarkProcess, write_config
+from live_tidemark import REPO, MockBroker, Product, write_config
 from prometheus_client.openmetrics.parser import text_string_to_metric_families
 
 sys.path.insert(0, str(REPO / "tests" / "integration"))
-from harness.certs import TLSFiles, make_tls_files
+from harness.certs import TLSFiles, TLSTidemarkProcess, make_tls_files
 
 USER, PASSWORD = "prometheus", "scrape-me-over-tls"
-
-
-class TLSTidemark(TidemarkProcess):
-    """The daemon runner, reaching /readyz over HTTPS with the client certificate."""
-
-    def __init__(self, *args: Any, tls: TLSFiles, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.context = ssl.create_default_context(cafile=tls.ca_cert)
-        self.context.load_cert_chain(tls.client_cert, tls.client_key)
-
-    @property
-    def url(self) -> str:
-        return f"https://127.0.0.1:{self.port}"
-
-    def get(self, path: str, timeout: float = 2.0) -> tuple[int, str]:
-        try:
-            with urllib.request.urlopen(
-                self.url + path, timeout=timeout, context=self.context
-            ) as resp:
-                return resp.status, resp.read().decode(errors="replace")
-        except urllib.error.HTTPError as exc:
-            return exc.code, exc.read().decode(errors="replace")
-        except (urllib.error.URLError, OSError):
-            return 0, ""
 
 
 def _basic_auth() -> dict[str, str]:
@@ -108,7 +83,7 @@ def test_prometheus_scrapes_over_tls_with_basic_auth(tmp_path: Path) -> None:
         idle_timeout=60,
         out_of_orderness=1,
     )
-    daemon = TLSTidemark(
+    daemon = TLSTidemarkProcess(
         config,
         tmp_path,
         env={"TIDEMARK_SERVER__WEB_CONFIG_FILE": str(web_config)},

@@ -1,10 +1,11 @@
 """Slow-loris against the real daemon: half-sent requests must not keep a scrape out.
 
-500 clients connect to `python -m monitor run` and send half a request head, then
-an attacker keeps replacing dropped connections while a scraper (a new connection
-per scrape, as after a Prometheus restart) reads /metrics and /healthz. Measured:
-scrape latency under the flood, the daemon's threads during it, and how long until
-its sockets are released after the flood stops. Figures are printed (run with -s).
+500 clients connect to `python -m monitor run` and send half a request head (over
+HTTPS: connect and never send a ClientHello), then an attacker keeps replacing
+dropped connections while a scraper (a new connection per scrape, as after a
+Prometheus restart) reads /metrics and /healthz. Measured: scrape latency under the
+flood, the daemon's threads and RSS during it, and how long until its sockets are
+released after the flood stops. Figures are printed (run with -s).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 import os
 import select
 import socket
+import ssl
 import statistics
 import threading
 import time
@@ -19,8 +21,10 @@ import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
 from daemon_support import product, write_config
 from harness import Broker, TidemarkProcess
+from harness.certs import TLSTidemarkProcess, make_tls_files
 
 FLOOD = 500
 READ_TIMEOUT = 2.0
@@ -34,6 +38,13 @@ def _threads(pid: int) -> int:
     raise AssertionError("no Threads: line")
 
 
+def _rss_mib(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise AssertionError("no VmRSS: line")
+
+
 def _sockets(pid: int) -> int:
     count = 0
     for fd in os.listdir(f"/proc/{pid}/fd"):
@@ -44,16 +55,17 @@ def _sockets(pid: int) -> int:
     return count
 
 
-def _scrape(url: str) -> tuple[int, float, bytes]:
+def _scrape(url: str, context: ssl.SSLContext | None = None) -> tuple[int, float, bytes]:
     began = time.monotonic()
-    with urllib.request.urlopen(url, timeout=15) as resp:
+    with urllib.request.urlopen(url, timeout=15, context=context) as resp:
         body = resp.read()
         return resp.status, time.monotonic() - began, body
 
 
-def _half_open(port: int) -> socket.socket:
+def _half_open(port: int, half: bytes = HALF_REQUEST) -> socket.socket:
     s = socket.create_connection(("127.0.0.1", port), timeout=10)
-    s.sendall(HALF_REQUEST)
+    if half:
+        s.sendall(half)
     return s
 
 
@@ -71,8 +83,9 @@ def _hung_up(s: socket.socket) -> bool:
 class Attacker:
     """Keeps `FLOOD` half-sent connections open, replacing those the server drops."""
 
-    def __init__(self, port: int) -> None:
+    def __init__(self, port: int, half: bytes) -> None:
         self.port = port
+        self.half = half
         self.open: list[socket.socket] = []
         self.opened = 0
         self.stop = threading.Event()
@@ -81,7 +94,7 @@ class Attacker:
     def burst(self) -> float:
         began = time.monotonic()
         for _ in range(FLOOD):
-            self.open.append(_half_open(self.port))
+            self.open.append(_half_open(self.port, self.half))
             self.opened += 1
         return time.monotonic() - began
 
@@ -92,7 +105,7 @@ class Attacker:
                 s.close()
             self.open = alive
             for _ in range(min(50, FLOOD - len(self.open))):
-                self.open.append(_half_open(self.port))
+                self.open.append(_half_open(self.port, self.half))
                 self.opened += 1
             time.sleep(0.05)
 
@@ -101,33 +114,54 @@ class Attacker:
             s.close()
 
 
+@pytest.mark.parametrize("scheme", ["http", "https"])
 def test_slowloris_flood_does_not_stop_scrapes(
-    mock_only: Broker, tidemark: Callable[..., TidemarkProcess], tmp_path: Path
+    mock_only: Broker, tidemark: Callable[..., TidemarkProcess], tmp_path: Path, scheme: str
 ) -> None:
     topic = mock_only.new_topic(1)
     config = write_config(tmp_path / "tidemark.yaml", mock_only, [product("orders", topic)])
-    daemon = tidemark(config, env={"TIDEMARK_SERVER__READ_TIMEOUT": str(READ_TIMEOUT)})
+    env = {"TIDEMARK_SERVER__READ_TIMEOUT": str(READ_TIMEOUT)}
+    context, half = None, HALF_REQUEST
+    if scheme == "https":
+        tls = make_tls_files(tmp_path / "tls")
+        web = tmp_path / "web.yml"
+        web.write_text(
+            f"tls_server_config:\n  cert_file: {tls.server_cert}\n  key_file: {tls.server_key}\n"
+        )
+        env["TIDEMARK_SERVER__WEB_CONFIG_FILE"] = str(web)
+        daemon: TidemarkProcess = TLSTidemarkProcess(config, tmp_path, env=env, tls=tls)
+        context, half = ssl.create_default_context(cafile=tls.ca_cert), b""  # no ClientHello
+        try:
+            _flood_and_scrape(daemon.start(), context, half)
+        finally:
+            daemon.kill()
+    else:
+        _flood_and_scrape(tidemark(config, env=env), context, half)
+
+
+def _flood_and_scrape(daemon: TidemarkProcess, context: ssl.SSLContext | None, half: bytes) -> None:
     assert daemon.process is not None
     pid = daemon.process.pid
     for _ in range(3):
-        assert _scrape(daemon.metrics_url)[0] == 200  # warm the render pool
-    threads_before, sockets_before = _threads(pid), _sockets(pid)
+        assert _scrape(daemon.metrics_url, context)[0] == 200  # warm the render pool
+    threads_before, sockets_before, rss_before = _threads(pid), _sockets(pid), _rss_mib(pid)
 
-    attacker = Attacker(daemon.port)
+    attacker = Attacker(daemon.port, half)
     try:
         burst_seconds = attacker.burst()
         threads_flooded = _threads(pid)
         attacker.thread.start()
         latencies: list[float] = []
         for i in range(40):
-            status, took, body = _scrape(daemon.metrics_url if i % 4 else daemon.healthz_url)
+            url = daemon.metrics_url if i % 4 else daemon.healthz_url
+            status, took, body = _scrape(url, context)
             assert status == 200
             if i % 4:
                 assert b"tidemark_up 1.0" in body
             latencies.append(took)
             time.sleep(0.1)
         threads_peak = max(threads_flooded, _threads(pid))
-        sockets_peak = _sockets(pid)
+        sockets_peak, rss_peak = _sockets(pid), _rss_mib(pid)
         attacker.stop.set()
         attacker.thread.join(10)
         stopped = time.monotonic()
@@ -146,11 +180,12 @@ def test_slowloris_flood_does_not_stop_scrapes(
 
     p50 = statistics.median(latencies)
     print(
-        f"\nslowloris: {FLOOD} half-sent connections opened in {burst_seconds:.2f}s, "
+        f"\nslowloris ({daemon.url.split(':')[0]}): {FLOOD} half-sent connections opened "
+        f"in {burst_seconds:.2f}s, "
         f"{attacker.opened} in all; scrapes under flood p50 {p50 * 1000:.1f} ms, "
         f"max {max(latencies) * 1000:.1f} ms (n={len(latencies)}); daemon threads "
         f"{threads_before} before, {threads_peak} at peak; sockets {sockets_before} before, "
-        f"{sockets_peak} during, "
+        f"{sockets_peak} during, RSS {rss_before:.1f} -> {rss_peak:.1f} MiB, "
         f"released {sockets_released:.2f}s after the flood stopped "
         f"(clients saw hang-ups after {clients_released:.2f}s; read_timeout {READ_TIMEOUT}s)"
     )
@@ -158,6 +193,7 @@ def test_slowloris_flood_does_not_stop_scrapes(
     assert threads_peak <= threads_before + 2  # one event loop: no thread per connection
     assert clients_released < READ_TIMEOUT + 2.0
     assert daemon.get("/healthz")[0] == 200
+    assert rss_peak < rss_before + 25  # asyncio start_tls: +300 MiB under the same flood
 
 
 def test_connections_past_the_limit_do_not_pile_up(

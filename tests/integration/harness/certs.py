@@ -1,4 +1,6 @@
-"""Throwaway TLS material for tests: a CA, a server certificate, a client certificate.
+"""Throwaway TLS material for tests, and the daemon runner speaking HTTPS.
+
+`make_tls_files` writes a CA, a server certificate and a client certificate.
 
 Made at test time with `cryptography` (EC P-256, valid for one day) and written to a
 temporary directory; no key is ever committed. The server certificate names
@@ -9,15 +11,21 @@ from __future__ import annotations
 
 import datetime as dt
 import ipaddress
+import ssl
+import urllib.error
+import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-__all__ = ["TLSFiles", "make_tls_files"]
+from .daemon import TidemarkProcess
+
+__all__ = ["TLSFiles", "TLSTidemarkProcess", "make_tls_files"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -148,3 +156,29 @@ def make_tls_files(directory: Path) -> TLSFiles:
     _write_cert(stranger[0], files.other_client_cert)
     _write_key(stranger[1], files.other_client_key)
     return files
+
+
+class TLSTidemarkProcess(TidemarkProcess):
+    """The daemon runner for a daemon serving HTTPS: trusts `tls.ca_cert` and presents
+    the client certificate, so readiness polling works whatever client_auth_type says.
+    """
+
+    def __init__(self, *args: Any, tls: TLSFiles, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.context = ssl.create_default_context(cafile=tls.ca_cert)
+        self.context.load_cert_chain(tls.client_cert, tls.client_key)
+
+    @property
+    def url(self) -> str:
+        return f"https://127.0.0.1:{self.port}"
+
+    def get(self, path: str, timeout: float = 2.0) -> tuple[int, str]:
+        try:
+            with urllib.request.urlopen(
+                self.url + path, timeout=timeout, context=self.context
+            ) as resp:
+                return resp.status, resp.read().decode(errors="replace")
+        except urllib.error.HTTPError as exc:
+            return exc.code, exc.read().decode(errors="replace")
+        except (urllib.error.URLError, OSError):
+            return 0, ""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import gzip
 import http.client
+import re
 import shutil
 import socket
 import ssl
@@ -157,6 +158,26 @@ def test_keep_alive_serves_several_requests_on_one_connection(start: StartServer
     conn.close()
     assert server.stats.accepted == 1
     assert server.stats.requests == 3
+
+
+@pytest.mark.parametrize("tls", [False, True])
+def test_pipelined_requests_are_answered_in_order(
+    start: StartServer, tls_files: TLSFiles, tls: bool
+) -> None:
+    server = start(web=_tls_web(tls_files) if tls else None)
+    raw = socket.create_connection(("127.0.0.1", server.port), timeout=5)
+    client = _client_ctx(tls_files).wrap_socket(raw, server_hostname="localhost") if tls else raw
+    with client:
+        client.sendall(
+            b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n"
+            b"GET /nope HTTP/1.1\r\nHost: x\r\n\r\n"
+            b"GET /readyz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+        )
+        received = b""
+        while chunk := client.recv(65536):
+            received += chunk
+    assert re.findall(rb"HTTP/1\.1 (\d{3}) ", received) == [b"200", b"404", b"200"]
+    assert received.endswith(b"ready\n")
 
 
 def test_head_and_other_methods(start: StartServer) -> None:
