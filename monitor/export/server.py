@@ -6,10 +6,14 @@ from delaying a scrape:
 
 - at most `max_connections` are open. When full, the connection that has waited
   longest for its request to arrive is dropped to admit the new one: a scraper
-  sends its request within milliseconds of connecting, a slow-loris never does;
+  sends its request within milliseconds of connecting, a slow-loris never does.
+  Connections are accepted in small batches so a scraper's request is read before
+  enough newer arrivals could push it out;
 - the TLS handshake and the request head must arrive within `read_timeout`; a
   keep-alive connection may idle `idle_timeout` between requests; a response must
   be taken by the client within `write_timeout`; request heads are at most 8 KiB;
+- TLS state is made only once a ClientHello arrives (see _Channel), so silent
+  clients cost no more over HTTPS than over HTTP;
 - rendering /metrics and bcrypt checks run on two small fixed thread pools.
 
 /metrics speaks what Prometheus asks for through prometheus-client's own encoders:

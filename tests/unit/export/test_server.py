@@ -21,6 +21,7 @@ import bcrypt
 import pytest
 import structlog
 from prometheus_client import CollectorRegistry, Counter, Gauge
+from prometheus_client.core import GaugeMetricFamily
 
 from monitor.config import load_settings
 from monitor.errors import ConfigError
@@ -289,6 +290,33 @@ def test_full_server_drops_the_longest_waiting_connection_for_a_scrape(
     finally:
         for s in slow:
             s.close()
+
+
+def test_client_that_does_not_read_is_dropped_after_write_timeout(
+    health: HealthState,
+) -> None:
+    class Huge:
+        def collect(self) -> Iterator[GaugeMetricFamily]:
+            family = GaugeMetricFamily("huge", "too big for any socket buffer", labels=["v"])
+            family.add_metric(["x" * 16_000_000], 1)
+            yield family
+
+    registry = CollectorRegistry()
+    registry.register(Huge())  # type: ignore[arg-type]
+    server = MetricsServer(registry, health, "127.0.0.1", 0, limits=Limits(write_timeout=0.5))
+    server.start()
+    try:
+        with socket.socket() as client:
+            client.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            client.connect(("127.0.0.1", server.port))
+            client.sendall(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+            deadline = time.monotonic() + 10
+            while server.stats.timed_out == 0:  # never reading a byte
+                assert time.monotonic() < deadline, "a client that does not read holds on"
+                time.sleep(0.05)
+            assert server.stats.open == 0
+    finally:
+        server.stop()
 
 
 def test_oversized_request_head_is_refused(start: StartServer) -> None:
