@@ -364,8 +364,9 @@ class MetricsServer:
         loop = asyncio.get_running_loop()
         deadline: float | None = loop.time() + limits.read_timeout
         graceful = False
-        channel = _Channel(reader, writer, self._tls.context() if self._tls else None)
+        channel = _Channel(reader, writer, None)
         try:
+            channel.context = self._tls.context() if self._tls else None
             if channel.context is not None:
                 try:
                     async with asyncio.timeout_at(deadline):

@@ -107,7 +107,9 @@ class TLSSettings:
         ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         ctx.minimum_version = self.min_version
         ctx.maximum_version = self.max_version
-        ctx.load_cert_chain(self.cert_file, self.key_file)
+        # An encrypted key gets an empty password (and fails) instead of a prompt
+        # on a terminal a daemon does not have.
+        ctx.load_cert_chain(self.cert_file, self.key_file, password=b"")
         if self.client_ca_file is not None:
             ctx.load_verify_locations(cafile=self.client_ca_file)
         ctx.verify_mode = _CLIENT_AUTH[self.client_auth_type]
@@ -307,9 +309,10 @@ def _parse_tls(raw: Any, base: Path, fail: Any) -> TLSSettings | None:
     assert cert_file is not None and key_file is not None  # required above
     tls = TLSSettings(cert_file, key_file, client_ca_file, client_auth, min_version, max_version)
     try:
-        tls.build()
+        tls.context()  # built now, so a broken file fails start-up, not a scrape
     except ssl.SSLError as exc:
-        raise fail(section, f"cannot use the certificate, key or client CA: {exc.reason}") from None
+        reason = exc.reason or exc
+        raise fail(section, f"cannot use the certificate, key or client CA: {reason}") from None
     except OSError as exc:
         raise fail(section, f"cannot read {exc.filename}: {exc.strerror}") from None
     return tls

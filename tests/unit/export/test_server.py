@@ -20,6 +20,7 @@ from typing import Any
 import bcrypt
 import pytest
 import structlog
+from cryptography.hazmat.primitives import serialization
 from prometheus_client import CollectorRegistry, Counter, Gauge
 from prometheus_client.core import GaugeMetricFamily
 
@@ -385,6 +386,24 @@ def test_web_config_errors_name_file_key_and_problem(
         load_web_config(path)
     assert caught.match(message)
     assert "hunter2" not in str(caught.value)
+
+
+def test_encrypted_key_is_an_error_not_a_password_prompt(
+    tls_files: TLSFiles, tmp_path: Path
+) -> None:
+    key = serialization.load_pem_private_key(tls_files.server_key.read_bytes(), None)
+    encrypted = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.BestAvailableEncryption(b"passphrase"),
+    )
+    (tmp_path / "locked.pem").write_bytes(encrypted)
+    path = write_web_config(
+        tmp_path,
+        f"tls_server_config:\n  cert_file: {tls_files.server_cert}\n  key_file: locked.pem\n",
+    )
+    with pytest.raises(ConfigError, match="cannot use the certificate, key or client CA"):
+        load_web_config(path)
 
 
 def test_web_config_paths_are_relative_to_the_file(tls_files: TLSFiles) -> None:
