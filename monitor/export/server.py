@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import gzip
 import http.client
 import io
@@ -55,6 +56,7 @@ _CHUNK = 65536
 _BACKLOG = 512
 _RENDER_THREADS = 2
 _AUTH_THREADS = 1
+_REPORT_EVERY = 60.0
 _TEXT = "text/plain; charset=utf-8"
 _INDEX = b"tidemark: see /metrics, /healthz, /readyz\n"
 
@@ -251,6 +253,7 @@ class MetricsServer:
         self._render_pool = ThreadPoolExecutor(_RENDER_THREADS, "tidemark-http-render")
         self._auth_pool = ThreadPoolExecutor(_AUTH_THREADS, "tidemark-http-auth")
         self._stopped = False
+        self._reported = ServerStats()
 
     @property
     def port(self) -> int:
@@ -281,6 +284,7 @@ class MetricsServer:
             )
         )
         self._sock.listen(_BACKLOG)
+        loop.call_soon(self._report_drops)
         self._thread = threading.Thread(target=loop.run_forever, name="tidemark-http", daemon=True)
         self._thread.start()
         if self._auth and not self._tls:
@@ -313,6 +317,18 @@ class MetricsServer:
                 loop.close()
         self._render_pool.shutdown(wait=False, cancel_futures=True)
         self._auth_pool.shutdown(wait=False, cancel_futures=True)
+
+    def _report_drops(self) -> None:
+        """One log line a minute while clients are turned away, never one per client:
+        a flood must not become a log flood. Runs on the event loop."""
+        now, last = self.stats, self._reported
+        fields = ("evicted", "timed_out", "refused", "tls_failed", "unauthorized")
+        delta = {f: getattr(now, f) - getattr(last, f) for f in fields}
+        if any(delta.values()):
+            log.warning("http_clients_turned_away", interval_seconds=_REPORT_EVERY, **delta)
+        self._reported = dataclasses.replace(now)
+        if self._loop is not None and not self._stopped:
+            self._loop.call_later(_REPORT_EVERY, self._report_drops)
 
     async def _close(self) -> None:
         if self._server is not None:

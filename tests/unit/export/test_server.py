@@ -26,6 +26,7 @@ from prometheus_client.core import GaugeMetricFamily
 
 from monitor.config import load_settings
 from monitor.errors import ConfigError
+from monitor.export import server as server_module
 from monitor.export.server import MAX_HEAD_BYTES, Limits, MetricsServer
 from monitor.export.webconfig import WebConfig, load_web_config
 from monitor.runtime.health import HealthState
@@ -273,6 +274,24 @@ def test_idle_keep_alive_connection_is_closed_after_idle_timeout(start: StartSer
         assert client.recv(1024) == b""
         waited = time.monotonic() - began
     assert 0.4 < waited < 3.0
+
+
+def test_turned_away_clients_are_summed_up_in_the_log_not_logged_one_by_one(
+    start: StartServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(server_module, "_REPORT_EVERY", 0.3)
+    with structlog.testing.capture_logs() as logs:
+        server = start(read_timeout=0.2, max_connections=2)
+        slow = [socket.create_connection(("127.0.0.1", server.port)) for _ in range(5)]
+        deadline = time.monotonic() + 10
+        while not any(e["event"] == "http_clients_turned_away" for e in logs):
+            assert time.monotonic() < deadline, logs
+            time.sleep(0.05)
+        for s in slow:
+            s.close()
+    reports = [e for e in logs if e["event"] == "http_clients_turned_away"]
+    assert sum(e["evicted"] for e in reports) >= 3
+    assert len(reports) <= 3  # not one line per client
 
 
 def test_full_server_drops_the_longest_waiting_connection_for_a_scrape(
