@@ -56,6 +56,7 @@ _CHUNK = 65536
 _BACKLOG = 512
 _RENDER_THREADS = 2
 _AUTH_THREADS = 1
+_AUTH_QUEUE = 4  # bcrypt checks waiting or running at most
 _REPORT_EVERY = 60.0
 _TEXT = "text/plain; charset=utf-8"
 _INDEX = b"tidemark: see /metrics, /healthz, /readyz\n"
@@ -85,6 +86,7 @@ class ServerStats:
     refused: int = 0  # full, and every connection was being answered
     tls_failed: int = 0
     unauthorized: int = 0
+    auth_busy: int = 0  # new credentials refused (503) while bcrypt was saturated
     open: int = 0
 
 
@@ -254,6 +256,7 @@ class MetricsServer:
         self._auth_pool = ThreadPoolExecutor(_AUTH_THREADS, "tidemark-http-auth")
         self._stopped = False
         self._reported = ServerStats()
+        self._auth_pending = 0
 
     @property
     def port(self) -> int:
@@ -322,7 +325,7 @@ class MetricsServer:
         """One log line a minute while clients are turned away, never one per client:
         a flood must not become a log flood. Runs on the event loop."""
         now, last = self.stats, self._reported
-        fields = ("evicted", "timed_out", "refused", "tls_failed", "unauthorized")
+        fields = ("evicted", "timed_out", "refused", "tls_failed", "unauthorized", "auth_busy")
         delta = {f: getattr(now, f) - getattr(last, f) for f in fields}
         if any(delta.values()):
             log.warning("http_clients_turned_away", interval_seconds=_REPORT_EVERY, **delta)
@@ -479,7 +482,12 @@ class MetricsServer:
             return 405, [("Allow", "GET, HEAD"), ("Content-Type", _TEXT)], b"use GET\n"
         path, now = request.path, time.time()
         if path == "/metrics":
-            if self._auth is not None and not await self._authorized(request.headers):
+            allowed = await self._authorized(request.headers) if self._auth else True
+            if allowed is None:
+                self.stats.auth_busy += 1
+                request.keep_alive = False
+                return 503, [("Retry-After", "1"), ("Content-Type", _TEXT)], b"busy\n"
+            if not allowed:
                 self.stats.unauthorized += 1
                 headers = [("WWW-Authenticate", 'Basic realm="tidemark"'), ("Content-Type", _TEXT)]
                 return 401, headers, b"unauthorized\n"
@@ -505,15 +513,28 @@ class MetricsServer:
             return _text(200, _INDEX)
         return _text(404, b"not found\n")
 
-    async def _authorized(self, headers: Message) -> bool:
+    async def _authorized(self, headers: Message) -> bool | None:
+        """True/False; None when too many bcrypt checks are already queued.
+
+        A credential that passed before is checked on the loop at once. New ones
+        cost ~60 ms of bcrypt each, so a password guesser could otherwise fill every
+        connection slot with requests waiting for the auth thread, and a scraper
+        whose credentials are cached could not get in.
+        """
         assert self._auth is not None
         creds = BasicAuth.credentials(headers.get("Authorization"))
         if creds is None:
             return False
         if self._auth.cached(*creds):
             return True
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._auth_pool, self._auth.verify, *creds)
+        if self._auth_pending >= _AUTH_QUEUE:
+            return None
+        self._auth_pending += 1
+        try:
+            loop = asyncio.get_running_loop()
+            return await loop.run_in_executor(self._auth_pool, self._auth.verify, *creds)
+        finally:
+            self._auth_pending -= 1
 
     def _render(self, accept: str, encoding: str, query: str) -> Response:
         """prometheus-client's negotiation (see exposition._bake_output), public API only."""

@@ -10,6 +10,7 @@ import shutil
 import socket
 import ssl
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -512,6 +513,42 @@ def test_basic_auth_guards_metrics_not_probes(start: StartServer, tmp_path: Path
     logged = repr(logs)
     assert PASSWORD not in logged and HASH not in logged
     assert any(e["event"] == "http_basic_auth_without_tls" for e in logs)
+
+
+def test_password_guessing_cannot_crowd_out_a_known_scraper(
+    start: StartServer, tmp_path: Path
+) -> None:
+    slow_hash = bcrypt.hashpw(PASSWORD.encode(), bcrypt.gensalt(rounds=12)).decode()
+    web = load_web_config(write_web_config(tmp_path, f"basic_auth_users:\n  prom: '{slow_hash}'\n"))
+    server = start(web=web, max_connections=8)
+    assert get(server.url(), _basic("prom", PASSWORD))[0] == 200  # now cached
+    stop = threading.Event()
+    answers: list[int] = []
+
+    def guess(n: int) -> None:
+        while not stop.is_set():
+            try:
+                answers.append(get(server.url(), _basic("prom", f"guess-{n}-{len(answers)}"))[0])
+            except OSError:
+                answers.append(0)
+
+    guessers = [threading.Thread(target=guess, args=(n,)) for n in range(12)]
+    for thread in guessers:
+        thread.start()
+    try:
+        time.sleep(0.5)
+        took = []
+        for _ in range(5):
+            began = time.monotonic()
+            assert get(server.url(), _basic("prom", PASSWORD))[0] == 200
+            took.append(time.monotonic() - began)
+    finally:
+        stop.set()
+        for thread in guessers:
+            thread.join(30)
+    assert max(took) < 1.0, took
+    assert 503 in answers and server.stats.auth_busy > 0
+    assert 200 not in answers
 
 
 # --- TLS ----------------------------------------------------------------------------
