@@ -189,7 +189,7 @@ def _flood_and_scrape(daemon: TidemarkProcess, context: ssl.SSLContext | None, h
         f"released {sockets_released:.2f}s after the flood stopped "
         f"(clients saw hang-ups after {clients_released:.2f}s; read_timeout {READ_TIMEOUT}s)"
     )
-    assert max(latencies) < 2.0, latencies
+    assert p50 < 0.5 and max(latencies) < 3.0, latencies  # generous: 2 shared cores
     assert threads_peak <= threads_before + 2  # one event loop: no thread per connection
     assert clients_released < READ_TIMEOUT + 2.0
     assert daemon.get("/healthz")[0] == 200
