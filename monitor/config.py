@@ -27,6 +27,7 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 from monitor.completeness.config import CompletenessConfig
 from monitor.durations import Seconds
 from monitor.errors import ConfigError
+from monitor.export.webconfig import load_web_config
 
 CONFIG_ENV = "TIDEMARK_CONFIG"
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
@@ -103,9 +104,35 @@ class SchemaRegistryConfig(_Model):
 
 
 class ServerConfig(_Model):
+    """The HTTP endpoint: where it listens, how much bad weather it takes, TLS and auth."""
+
     bind_address: str = "0.0.0.0"
     port: int = Field(default=9308, ge=0, le=65535)
     liveness_limit: Seconds = 60.0
+    max_connections: int = Field(default=64, ge=1, le=10_000)
+    read_timeout: Seconds = 5.0
+    write_timeout: Seconds = 10.0
+    idle_timeout: Seconds = 30.0
+    # Prometheus' web-config.yml format (TLS, basic auth); checked here so a bad
+    # file fails start-up and `tidemark validate`, not the first scrape.
+    web_config_file: Path | None = None
+
+    @field_validator("read_timeout", "write_timeout", "idle_timeout")
+    @classmethod
+    def _timeout_positive(cls, value: float) -> float:
+        if value <= 0:
+            raise ValueError("must be more than 0 seconds")
+        return value
+
+    @field_validator("web_config_file")
+    @classmethod
+    def _web_config_loads(cls, value: Path | None) -> Path | None:
+        if value is not None:
+            try:
+                load_web_config(value)
+            except ConfigError as exc:
+                raise ValueError(str(exc)) from None
+        return value
 
 
 class LoggingConfig(_Model):
@@ -299,6 +326,9 @@ def load_settings(path: Path | str | None = None) -> Settings:
     if not isinstance(data, dict):
         raise ConfigError(f"{config_path}: the top level must be a mapping of sections")
     base = config_path.resolve().parent
+    server = data.get("server")
+    if isinstance(server, dict) and isinstance(server.get("web_config_file"), str):
+        server["web_config_file"] = str(base / server["web_config_file"])
     for product in data.get("products") or []:
         if isinstance(product, dict):
             _resolve_paths(product, base)

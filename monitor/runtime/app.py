@@ -19,7 +19,8 @@ from monitor.contract.model import Contract
 from monitor.contract.registry import ConfluentRegistryLookup, SchemaLookup
 from monitor.errors import ConfigError, ContractError
 from monitor.export.collector import TidemarkCollector, build_registry
-from monitor.export.server import MetricsServer
+from monitor.export.server import Limits, MetricsServer
+from monitor.export.webconfig import load_web_config
 from monitor.pipeline import Pipeline, ProductPipeline
 from monitor.runtime.health import HealthState
 from monitor.runtime.lag import LagTracker
@@ -110,8 +111,19 @@ class Monitor:
         registry_counts = built.lookup.counts if built.lookup is not None else None
         collector = TidemarkCollector(self.pipeline, self.health, registry_lookups=registry_counts)
         self.registry = build_registry(collector)
+        server = settings.server
         self.server = MetricsServer(
-            self.registry, self.health, settings.server.bind_address, settings.server.port
+            self.registry,
+            self.health,
+            server.bind_address,
+            server.port,
+            limits=Limits(
+                max_connections=server.max_connections,
+                read_timeout=server.read_timeout,
+                write_timeout=server.write_timeout,
+                idle_timeout=server.idle_timeout,
+            ),
+            web=load_web_config(server.web_config_file) if server.web_config_file else None,
         )
         conf = consumer_conf(settings)
         self.loop: ConsumeLoop  # the client's callbacks reach the loop built just below
@@ -138,10 +150,7 @@ class Monitor:
 
     @property
     def metrics_url(self) -> str:
-        host = self.settings.server.bind_address
-        return (
-            f"http://{'127.0.0.1' if host in ('0.0.0.0', '') else host}:{self.server.port}/metrics"
-        )
+        return self.server.url()
 
     def stop(self) -> None:
         """Safe from a signal handler: the loop finishes its batch, commits, closes."""
