@@ -80,7 +80,8 @@ def parse_ratio(value: str) -> float:
     """A target such as "0.99" or "99%"; strictly between 0 and 1 like the config's targets."""
     text = value.strip()
     try:
-        ratio = float(text[:-1]) / 100 if text.endswith("%") else float(text)
+        # round: "99.9%" is 0.999, not 0.9990000000000001, in logs and the merged config
+        ratio = round(float(text[:-1]) / 100, 12) if text.endswith("%") else float(text)
     except ValueError:
         raise ValueError(
             "is not a number; use a ratio such as 0.99 or a percentage such as 99%"
