@@ -14,24 +14,28 @@ object properties give dotted paths such as `customer.id`):
     team member with role owner, username a@b    owner_email
     description.purpose (or a plain string)      description
     customProperties tidemark.*                  as registry metadata (metadata.py)
-    slaProperties latency value+unit             freshness.threshold (strictest one)
+    slaProperties latency (or freshness)         freshness.threshold (strictest one);
+      value + unit, or an ISO 8601 value PT15M
     slaProperties latency element                event_time
     property required: true                      not_null
-    logicalTypeOptions pattern                   pattern
+    logicalTypeOptions pattern / enum            pattern / allowed_values
     logicalTypeOptions minimum/maximum           range (inclusive; integer exclusive
                                                  bounds become inclusive ones)
     quality nullValues                           not_null
-    quality missingValues [null, '', 'N/A']      not_null + cel `!(message.f in [...])`
+    quality missingValues ['', 'N/A']            not_null (null is always missing) + cel
+                                                 `!(message.f in ["", "N/A"])`
     quality invalidValues validValues / pattern  allowed_values / pattern
 
 A library rule becomes a per-event rule when its operator allows zero violations.
 A tolerance (`mustBeLessThan: 5` rows, `< 1` percent) is dataset-level: the rule is
 still emitted (each violating event counts against the correctness target) and the
 tolerance is reported as not evaluated; an operator that demands violations
-(`mustBeGreaterThan: 0`) yields no rule. Reported as not evaluated: text, sql and
-custom rules, duplicateValues, unique, primaryKey, rowCount (a stream has no
-total), string length, format, date bounds, multipleOf, rules under array items,
-and SLA properties other than latency (frequency, retention, availability...).
+(`mustBeGreaterThan: 0`) yields no rule. `mustBeBetween` is inclusive.
+
+Reported as not evaluated: text, sql and custom rules, duplicateValues, unique,
+primaryKey, rowCount (a stream has no total), string length, format, date bounds,
+multipleOf, rules under array items, and SLA properties other than latency
+(frequency, retention, availability...).
 Properties and quality rules are walked in `odcs_rules.py`; this module reads the
 document level.
 """
@@ -61,7 +65,12 @@ _UNIT_SECONDS = {
     **dict.fromkeys(("w", "week", "weeks"), 7 * 86400.0),
     **dict.fromkeys(("y", "yr", "year", "years"), 365 * 86400.0),
 }
-_SLA_SYNONYMS = {"ly": "latency", "fy": "frequency", "re": "retention"}
+# ODCS prefers latency to freshness; datacontract-cli reads `freshness`: both are accepted.
+_SLA_SYNONYMS = {"ly": "latency", "freshness": "latency", "fy": "frequency", "re": "retention"}
+_ISO_DURATION = re.compile(
+    r"^P(?:(?P<d>\d+(?:\.\d+)?)D)?(?:T(?:(?P<h>\d+(?:\.\d+)?)H)?(?:(?P<m>\d+(?:\.\d+)?)M)?"
+    r"(?:(?P<s>\d+(?:\.\d+)?)S)?)?$"
+)
 _LABEL = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
 
 
@@ -267,6 +276,12 @@ class _Reader(PropertyRules):
 
     def duration(self, entry: dict[str, Any], at: Path_) -> float:
         value = entry.get("value")
+        iso = _ISO_DURATION.match(value.upper()) if isinstance(value, str) else None
+        if iso and entry.get("unit") is None and any(iso.groupdict().values()):
+            scales = {"d": 86400.0, "h": 3600.0, "m": 60.0, "s": 1.0}
+            seconds = sum(float(v) * scales[k] for k, v in iso.groupdict().items() if v)
+            if seconds > 0:
+                return seconds
         try:
             if isinstance(value, bool) or not isinstance(value, int | float | str):
                 raise ValueError(value)
@@ -275,7 +290,9 @@ class _Reader(PropertyRules):
             raise self.error((*at, "value"), f"latency must be a number, got {value!r}") from None
         unit = entry.get("unit")
         if unit is None:
-            raise self.error((*at, "unit"), "latency needs a unit such as s, m, h or d")
+            raise self.error(
+                (*at, "unit"), "latency needs a unit such as s, m, h or d (or an ISO value: PT15M)"
+            )
         scale = _UNIT_SECONDS.get(str(unit).strip().lower())
         if scale is None:
             raise self.error(

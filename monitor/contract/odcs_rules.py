@@ -153,6 +153,9 @@ class PropertyRules(Findings):
         opt_at: Path_ = (*at, "logicalTypeOptions")
         options = self.mapping(options, opt_at)
         logical = entry.get("logicalType")
+        if "enum" in options:  # not in the v3.1 JSON schema, but datacontract-cli reads it
+            values = self.items(options["enum"], (*opt_at, "enum"))
+            self.rule((*opt_at, "enum"), f"{fld}_enum", fld, "allowed_values", values=values)
         if "pattern" in options:
             regex = self.regex(options["pattern"], (*opt_at, "pattern"))
             self.rule((*opt_at, "pattern"), f"{fld}_pattern", fld, "pattern", regex=regex)
@@ -163,7 +166,8 @@ class PropertyRules(Findings):
         rest = sorted(
             k
             for k in options
-            if k != "pattern" and not (logical in ("integer", "number") and k in _BOUND_KEYS)
+            if k not in ("pattern", "enum")
+            and not (logical in ("integer", "number") and k in _BOUND_KEYS)
         )
         if rest:
             self.skip(opt_at, f"{fld}: {', '.join(rest)}", "no per-event rule kind for these")
@@ -249,9 +253,9 @@ class PropertyRules(Findings):
             )
 
     def missing(self, args: dict[str, Any], at: Path_, label: str, fld: str) -> None:
-        values = self.items(args.get("missingValues", [None]), (*at, "arguments", "missingValues"))
-        if None in values or not values:
-            self.rule(at, label, fld, "not_null")
+        # A null is always missing (as in datacontract-cli and Soda); the list adds values.
+        values = self.items(args.get("missingValues"), (*at, "arguments", "missingValues"))
+        self.rule(at, label, fld, "not_null")
         rest = [v for v in values if v is not None]
         if not rest:
             return
@@ -259,8 +263,7 @@ class PropertyRules(Findings):
             self.skip(at, f"missingValues {label}", "values or field cannot be put in CEL")
             return
         listed = ", ".join(json.dumps(v) for v in rest)
-        name = f"{label}_not_missing" if label in self.names else label
-        self.rule(at, name, fld, "cel", expr=f"!(message.{fld} in [{listed}])")
+        self.rule(at, f"{label}_not_missing", fld, "cel", expr=f"!(message.{fld} in [{listed}])")
 
     def invalid(self, args: dict[str, Any], at: Path_, label: str, fld: str) -> None:
         args_at: Path_ = (*at, "arguments")
@@ -321,9 +324,11 @@ _OPS: dict[str, Any] = {
     "mustBeGreaterOrEqualTo": lambda x, a, b: x >= a,
     "mustBeLessThan": lambda x, a, b: x < a,
     "mustBeLessOrEqualTo": lambda x, a, b: x <= a,
-    # ODCS: "mustBeBetween is the equivalent to mustBeGreaterThan and mustBeLessThan".
-    "mustBeBetween": lambda x, a, b: a < x < b,
-    "mustNotBeBetween": lambda x, a, b: not a < x < b,
+    # Inclusive, as datacontract-cli evaluates it. The ODCS text calls mustBeBetween
+    # "equivalent to mustBeGreaterThan and mustBeLessThan", which would make the usual
+    # `nullValues mustBeBetween: [0, 5]` refuse zero nulls: not what authors mean.
+    "mustBeBetween": lambda x, a, b: a <= x <= b,
+    "mustNotBeBetween": lambda x, a, b: not a <= x <= b,
 }
 _DATASET_WHY = {
     "duplicateValues": "duplicates need every earlier value, not one event",

@@ -108,8 +108,10 @@ def test_a_rule_demanding_violations_yields_no_rule(orders: OdcsContract) -> Non
         ({"mustBeLessOrEqualTo": 0}, True, False),
         ({"mustBeLessThan": 1}, True, True),  # 0.5 % is allowed: a tolerance
         ({"mustBeLessThan": 10, "unit": "rows"}, True, True),
-        ({"mustNotBeBetween": [0, 100]}, True, True),  # 0 and > 100 allowed
-        ({"mustBeBetween": [0, 5]}, False, False),  # exclusive, as ODCS defines it
+        ({"mustNotBeBetween": [1, 100]}, True, True),  # 0 and > 100 allowed
+        ({"mustNotBeBetween": [0, 100]}, False, False),  # inclusive: 0 is refused
+        ({"mustBeBetween": [0, 5]}, True, True),  # inclusive, as datacontract-cli reads it
+        ({"mustBeBetween": [1, 5]}, False, False),
         ({"mustBeGreaterOrEqualTo": 1}, False, False),
         ({"mustNotBe": 0}, False, False),
     ],
@@ -138,7 +140,7 @@ def test_missing_values_on_a_field_cel_cannot_name_are_reported() -> None:
             ],
         }
     )
-    assert contract.rules == ()
+    assert [r.config() for r in contract.rules] == [{"not_null": "order-id"}]
     assert _skipped(contract, "cannot be put in CEL")
 
 
@@ -168,6 +170,32 @@ def test_integer_exclusive_bounds_become_inclusive() -> None:
         }
     )
     assert [r.config() for r in contract.rules] == [{"range": {"field": "n", "min": 1, "max": 10}}]
+
+
+def test_enum_in_logical_type_options_is_allowed_values() -> None:
+    contract = _one_property(
+        {"name": "c", "logicalType": "string", "logicalTypeOptions": {"enum": ["a", "b"]}}
+    )
+    assert [r.config() for r in contract.rules] == [
+        {"allowed_values": {"field": "c", "values": ["a", "b"]}}
+    ]
+    assert contract.report() == []
+
+
+@pytest.mark.parametrize(
+    ("sla", "seconds"),
+    [
+        ({"property": "freshness", "value": 2, "unit": "hours"}, 7200.0),
+        ({"property": "ly", "value": "PT1H30M"}, 5400.0),
+        ({"property": "Latency", "value": "P1DT30S"}, 86430.0),
+        ({"property": "latency", "value": "0.5", "unit": "s"}, 0.5),
+    ],
+)
+def test_latency_spellings_give_the_freshness_threshold(
+    sla: dict[str, Any], seconds: float
+) -> None:
+    contract = parse_odcs(_doc(slaProperties=[sla]), Path("t.yaml"))
+    assert contract.settings == {"freshness": {"threshold": seconds}}
 
 
 def test_object_name_picks_one_of_several_objects() -> None:
