@@ -37,7 +37,8 @@ primaryKey, rowCount (a stream has no total), string length, format, date bounds
 multipleOf, rules under array items, and SLA properties other than latency
 (frequency, retention, availability...).
 Properties and quality rules are walked in `odcs_rules.py`; this module reads the
-document level.
+document level. `unknown_fields(odcs, avro_schema)` lists rule fields the Avro
+schema lacks, for the caller to refuse before a typo fails every event.
 """
 
 from __future__ import annotations
@@ -54,7 +55,7 @@ from monitor.contract.metadata import NAMESPACE, settings_from_properties
 from monitor.contract.odcs_rules import NotEvaluated, Path_, PropertyRules, RuleSpec
 from monitor.errors import ContractError
 
-__all__ = ["NotEvaluated", "OdcsContract", "RuleSpec", "load_odcs", "parse_odcs"]
+__all__ = ["NotEvaluated", "OdcsContract", "RuleSpec", "load_odcs", "parse_odcs", "unknown_fields"]
 
 _UNIT_SECONDS = {
     **dict.fromkeys(("ms", "millisecond", "milliseconds"), 0.001),
@@ -321,3 +322,53 @@ _SLA_WHY = {
     "cover late or missing data",
     "retention": "retention is a topic setting (retention.ms) Tidemark does not check",
 }
+
+
+def unknown_fields(odcs: OdcsContract, schema: Any) -> list[str]:
+    """Rule and event-time fields the Avro schema does not have, each with its source.
+
+    The ODCS file and the Avro schema come from different places; a field named in
+    one and not the other would make a not_null rule fail on every event (or a rule
+    never apply). Call this once the schema is known and refuse to start on a finding.
+    """
+    paths = _avro_paths(schema, "", {})
+    found = [
+        f"{rule.field} (rule {rule.name}, {rule.source})"
+        for rule in odcs.rules
+        if rule.field not in paths
+    ]
+    event_time = odcs.settings.get("event_time")
+    if isinstance(event_time, str) and event_time not in paths:
+        found.append(f"{event_time} (event_time, from slaProperties latency element)")
+    return found
+
+
+def _avro_paths(
+    node: Any, prefix: str, named: dict[str, Any], walking: frozenset[str] = frozenset()
+) -> set[str]:
+    """Dotted paths of every field, through nested records and nullable unions.
+
+    A recursive type (a record naming itself) is walked once per path, not forever.
+    """
+    if isinstance(node, str):
+        node = named.get(node, node)
+    if isinstance(node, list):
+        return {p for branch in node for p in _avro_paths(branch, prefix, named, walking)}
+    if not isinstance(node, dict):
+        return set()
+    if node.get("type") != "record":
+        inner = node.get("type")
+        if isinstance(inner, dict | list):
+            return _avro_paths(inner, prefix, named, walking)
+        return set()
+    name = str(node.get("name", ""))
+    full = f"{node['namespace']}.{name}" if node.get("namespace") else name
+    if full in walking:
+        return set()
+    named[name] = named[full] = node
+    out: set[str] = set()
+    for fld in node.get("fields", []):
+        path = f"{prefix}{fld['name']}"
+        out.add(path)
+        out |= _avro_paths(fld.get("type"), f"{path}.", named, walking | {full})
+    return out

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from monitor.contract.odcs import OdcsContract, load_odcs, parse_odcs
+from monitor.contract.odcs import OdcsContract, load_odcs, parse_odcs, unknown_fields
 from monitor.errors import ContractError
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -331,3 +331,48 @@ def test_rule_config_shapes_are_exactly_the_engine_short_forms(orders: OdcsContr
         assert shapes[rule.kind](config), config
         if rule.kind == "pattern":
             re.compile(config["pattern"]["regex"])
+
+
+ORDER_AVRO: dict[str, Any] = {
+    "type": "record",
+    "name": "Order",
+    "namespace": "shop",
+    "fields": [
+        {"name": "order_id", "type": "string"},
+        {"name": "created_at", "type": {"type": "long", "logicalType": "timestamp-millis"}},
+        {"name": "quantity", "type": "int"},
+        {"name": "amount", "type": "double"},
+        {"name": "currency", "type": ["null", "string"]},
+        {"name": "email", "type": ["null", "string"]},
+        {
+            "name": "customer",
+            "type": [
+                "null",
+                {
+                    "type": "record",
+                    "name": "Customer",
+                    "fields": [
+                        {"name": "id", "type": "string"},
+                        {"name": "tags", "type": {"type": "array", "items": "string"}},
+                        {"name": "referrer", "type": ["null", "Customer"]},  # recursive
+                    ],
+                },
+            ],
+        },
+    ],
+}
+
+
+def test_every_rule_field_of_the_fixture_is_in_the_avro_schema(orders: OdcsContract) -> None:
+    assert unknown_fields(orders, ORDER_AVRO) == []
+
+
+def test_fields_the_avro_schema_lacks_are_listed_with_their_source(orders: OdcsContract) -> None:
+    fields = [f for f in ORDER_AVRO["fields"] if f["name"] not in ("currency", "created_at")]
+    missing = unknown_fields(orders, {**ORDER_AVRO, "fields": fields})
+    assert missing == [
+        "created_at (rule created_at_required, schema[0].properties[1].required)",
+        "currency (rule currency_known, schema[0].properties[4].quality[0])",
+        "currency (rule currency_nullValues, schema[0].properties[4].quality[1])",
+        "created_at (event_time, from slaProperties latency element)",
+    ]
