@@ -6,15 +6,20 @@ another process resolves schema ids over real HTTP through confluent-kafka's own
 SchemaRegistryClient. It answers the REST calls that client makes (paths and response
 shapes checked against confluent-kafka 2.16's `_sync/schema_registry_client.py`):
 
-    GET  /schemas/ids/{id}                 {"schema": ...[, "schemaType", "references"]}
-    POST /subjects/{subject}/versions      {"id": N}  (same schema text -> same global id)
+    GET  /schemas/ids/{id}                 {"schema": ...[, "schemaType", "references",
+                                            "metadata", "ruleSet"]}
+    POST /subjects/{subject}/versions      {"id": N}  (same schema text, metadata and
+                                           ruleSet -> same global id)
     POST /subjects/{subject}               look-up of a registered schema
     GET  /subjects, /subjects/{s}/versions, /subjects/{s}/versions/{n|latest}
+         (a version: {"subject", "version", "id", "schema"[, "schemaType", "references",
+         "metadata", "ruleSet"]}, the data-contract fields as Confluent returns them)
 
 Errors use the registry's JSON shape ({"error_code": 40403, "message": ...}). Test
 controls: optional HTTP basic auth, `fail_with(status)` (e.g. 500, which the client
 retries with backoff), `stop()`/`start()` on the same port (connection refused in
-between), and a request log (`count`) to assert caching. The log records the user
+between), `register(..., metadata=, rule_set=)` while running (a new latest version),
+`delete_subject()`, and a request log (`count`) to assert caching. The log records the user
 name presented, never a password.
 """
 
@@ -49,6 +54,8 @@ class _Schema:
     text: str
     schema_type: str
     references: tuple[Any, ...]
+    metadata: dict[str, Any] | None = None  # {"properties": {...}, "tags": ..., "sensitive": ...}
+    rule_set: dict[str, Any] | None = None  # {"domainRules": [...], "migrationRules": [...]}
 
     def body(self) -> dict[str, Any]:
         out: dict[str, Any] = {"schema": self.text}
@@ -56,6 +63,10 @@ class _Schema:
             out["schemaType"] = self.schema_type
         if self.references:
             out["references"] = list(self.references)
+        if self.metadata is not None:
+            out["metadata"] = self.metadata
+        if self.rule_set is not None:
+            out["ruleSet"] = self.rule_set
         return out
 
 
@@ -75,7 +86,7 @@ class RegistryServer:
         self._failure: int | None = None
         self._lock = threading.RLock()  # _route holds it while _register takes it
         self._schemas: dict[int, _Schema] = {}
-        self._ids: dict[tuple[str, str, str], int] = {}
+        self._ids: dict[tuple[str, str, str, str], int] = {}
         self._subjects: dict[str, list[int]] = {}  # subject -> schema id per version
         self._httpd: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
@@ -135,9 +146,26 @@ class RegistryServer:
         """Answer every request with `status` (e.g. 500 or 503) until called with None."""
         self._failure = status
 
-    def register(self, subject: str, schema: str, schema_type: str = "AVRO") -> int:
-        """Register directly (no HTTP, not logged); returns the global schema id."""
-        return self._register(subject, schema, schema_type, ())
+    def register(
+        self,
+        subject: str,
+        schema: str,
+        schema_type: str = "AVRO",
+        *,
+        metadata: dict[str, Any] | None = None,
+        rule_set: dict[str, Any] | None = None,
+    ) -> int:
+        """Register directly (no HTTP, not logged); returns the global schema id.
+
+        `metadata` and `rule_set` are the data-contract parts in Confluent's JSON shape;
+        they are part of the schema's identity, as in Confluent's registry.
+        """
+        return self._register(subject, schema, schema_type, (), metadata, rule_set)
+
+    def delete_subject(self, subject: str) -> None:
+        """Forget a subject (all its versions), as a hard delete would."""
+        with self._lock:
+            self._subjects.pop(subject, None)
 
     def count(self, method: str | None = None, path_prefix: str = "/") -> int:
         """How many requests matched (all methods when `method` is None)."""
@@ -154,20 +182,28 @@ class RegistryServer:
 
     # --- registry semantics -----------------------------------------------------------
     def _register(
-        self, subject: str, text: str, schema_type: str, references: tuple[Any, ...]
+        self,
+        subject: str,
+        text: str,
+        schema_type: str,
+        references: tuple[Any, ...],
+        metadata: dict[str, Any] | None = None,
+        rule_set: dict[str, Any] | None = None,
     ) -> int:
         if schema_type == "AVRO":
             try:
                 fastavro.parse_schema(json.loads(text))
             except Exception as exc:
                 raise _Error(422, 42201, f"Invalid schema: {exc}") from None
-        key = (schema_type, text, json.dumps(references, sort_keys=True))
+        key = _key(schema_type, text, references, metadata, rule_set)
         with self._lock:
             schema_id = self._ids.get(key)
             if schema_id is None:
                 schema_id = len(self._schemas) + 1
                 self._ids[key] = schema_id
-                self._schemas[schema_id] = _Schema(schema_id, text, schema_type, references)
+                self._schemas[schema_id] = _Schema(
+                    schema_id, text, schema_type, references, metadata, rule_set
+                )
             versions = self._subjects.setdefault(subject, [])
             if schema_id not in versions:
                 versions.append(schema_id)
@@ -202,15 +238,27 @@ class RegistryServer:
             if method == "POST" and len(parts) in (2, 3) and body is not None:
                 text, stype = body.get("schema", ""), body.get("schemaType", "AVRO")
                 refs = tuple(body.get("references") or ())
+                meta, rules = body.get("metadata"), body.get("ruleSet")
                 if len(parts) == 3 and parts[2] == "versions":
-                    return {"id": self._register(parts[1], text, stype, refs)}
+                    return {"id": self._register(parts[1], text, stype, refs, meta, rules)}
                 if len(parts) == 2:
-                    key = (stype, text, json.dumps(refs, sort_keys=True))
+                    key = _key(stype, text, refs, meta, rules)
                     versions = self._subjects.get(parts[1], [])
                     if self._ids.get(key) not in versions:
                         raise _Error(404, 40403, "Schema not found")
                     return self._version(parts[1], str(versions.index(self._ids[key]) + 1))
         raise _Error(404, 404, f"HTTP 404 Not Found: {method} {path}")
+
+
+def _key(
+    schema_type: str,
+    text: str,
+    references: tuple[Any, ...],
+    metadata: dict[str, Any] | None,
+    rule_set: dict[str, Any] | None,
+) -> tuple[str, str, str, str]:
+    extras = json.dumps([metadata, rule_set], sort_keys=True)
+    return (schema_type, text, json.dumps(references, sort_keys=True), extras)
 
 
 class _Handler(BaseHTTPRequestHandler):
