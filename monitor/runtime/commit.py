@@ -54,19 +54,42 @@ class OffsetLedger:
     only when the broker confirmed it. Bounded by the partitions this instance
     owns: `forget` drops a partition on revoke or loss, and results for
     partitions no longer owned are ignored.
+
+    A partition given up with its last commit refused (a rebalance in progress
+    rejects commits) is remembered, up to `max_remembered`: should it come back
+    to this process, counting resumes after what the process counted itself, and
+    that offset is owed to the broker, instead of counting those events again.
     """
 
     # librdkafka always answers a commit (with an error on timeout); should an answer
     # still never come, the offset is sent again after this long rather than never.
     unanswered_after: float = 30.0
+    max_remembered: int = 10_000
     partitions: dict[Partition, _Offsets] = field(default_factory=dict)
+    remembered: dict[Partition, int] = field(default_factory=dict)  # oldest first
 
-    def assigned(self, tp: Partition, committed: int) -> None:
-        """A new assignment: the group's committed offset is where the debt starts."""
-        self.partitions[tp] = _Offsets(processed=committed, confirmed=committed)
+    def resume_offset(self, tp: Partition, committed: int, high: int) -> int:
+        """Where counting resumes on an assignment: the committed offset, or past it.
+
+        Past it only up to what this process counted on the partition before it
+        last gave it up, and only if that is still within the partition (a topic
+        deleted and created again starts over).
+        """
+        own = self.remembered.pop(tp, -1)
+        return own if committed < own <= high else committed
+
+    def assigned(self, tp: Partition, committed: int, resume: int | None = None) -> None:
+        """A new assignment: debt starts at the committed offset, or at `resume` past it."""
+        processed = committed if resume is None else max(committed, resume)
+        self.partitions[tp] = _Offsets(processed=processed, confirmed=committed)
 
     def forget(self, tp: Partition) -> None:
-        self.partitions.pop(tp, None)
+        state = self.partitions.pop(tp, None)
+        if state is not None and state.processed > state.confirmed:
+            self.remembered.pop(tp, None)
+            self.remembered[tp] = state.processed
+            while len(self.remembered) > self.max_remembered:
+                del self.remembered[next(iter(self.remembered))]
 
     def confirmed(self, tp: Partition) -> int | None:
         state = self.partitions.get(tp)

@@ -75,10 +75,14 @@ class ConsumeLoop:
         bounds = [self._bounds(tp) for tp in committed]  # Kafka calls outside the lock
         counts = self._partition_counts({tp.topic for tp in committed})
         starts: list[TopicPartition] = []
+        resumes: dict[tuple[str, int], int] = {}
         with self.pipeline.lock:
             for tp, (low, high) in zip(committed, bounds, strict=True):
                 fresh_start = low if self.start_from_earliest else high
-                resume = tp.offset if tp.offset >= 0 else fresh_start
+                group_offset = tp.offset if tp.offset >= 0 else fresh_start
+                key = (tp.topic, tp.partition)
+                # Past the group's offset only where this process counted the events itself.
+                resume = self.offsets.resume_offset(key, group_offset, high)
                 start = max(low, resume - self.readback)
                 self.pipeline.assign(
                     tp.topic,
@@ -88,8 +92,9 @@ class ConsumeLoop:
                     warmup_until=resume,
                     topic_partitions=counts.get(tp.topic),
                 )
-                self.offsets.assigned((tp.topic, tp.partition), resume)
+                self.offsets.assigned(key, group_offset, resume)
                 starts.append(TopicPartition(tp.topic, tp.partition, start))
+                resumes[key] = resume
             self.health.assigned = self.pipeline.owns_partitions()
             self.health.connected = True
         for tp in starts:
@@ -97,7 +102,7 @@ class ConsumeLoop:
                 "partition_assigned",
                 topic=tp.topic,
                 partition=tp.partition,
-                resume_offset=self.offsets.confirmed((tp.topic, tp.partition)),
+                resume_offset=resumes[(tp.topic, tp.partition)],
                 readback_from=tp.offset,
             )
         consumer.assign(starts)

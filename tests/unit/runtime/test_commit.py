@@ -112,3 +112,44 @@ def test_partitions_are_independent_and_forgotten_on_revoke() -> None:
     assert ledger.owed() == {}
     assert ledger.confirmed(U) is None
     assert list(ledger.partitions) == [T]
+
+
+def test_a_partition_given_up_with_its_commit_refused_resumes_after_what_was_counted() -> None:
+    ledger = OffsetLedger()
+    ledger.assigned(T, 10)
+    ledger.processed([("orders", 0, 25)])
+    ledger.sent({T: 25}, now=0.0)
+    ledger.settle(T, 25, ok=False)  # e.g. REBALANCE_IN_PROGRESS at revoke
+    ledger.forget(T)
+    assert ledger.remembered == {T: 25}
+    # Back to this process: counting resumes at 25, and 25 is owed to the broker.
+    resume = ledger.resume_offset(T, committed=10, high=30)
+    assert resume == 25 and ledger.remembered == {}
+    ledger.assigned(T, 10, resume)
+    assert ledger.owed(1.0) == {T: 25}
+
+
+def test_remembered_offsets_never_skip_what_this_process_did_not_count() -> None:
+    ledger = OffsetLedger()
+    for committed, high, expected in [
+        (40, 50, 40),  # another owner committed further meanwhile
+        (10, 20, 10),  # the partition is shorter than that now: recreated topic
+    ]:
+        ledger.assigned(T, 10)
+        ledger.processed([("orders", 0, 25)])
+        ledger.forget(T)
+        assert ledger.resume_offset(T, committed, high) == expected
+    ledger.assigned(T, 10)
+    ledger.processed([("orders", 0, 25)])
+    ledger.settle(T, 25, ok=True)
+    ledger.forget(T)  # confirmed: nothing to remember
+    assert ledger.remembered == {}
+
+
+def test_remembered_partitions_are_bounded() -> None:
+    ledger = OffsetLedger(max_remembered=2)
+    for p in range(3):
+        ledger.assigned(("orders", p), 0)
+        ledger.processed([("orders", p, 5)])
+        ledger.forget(("orders", p))
+    assert list(ledger.remembered) == [("orders", 1), ("orders", 2)]

@@ -366,3 +366,21 @@ def test_a_partition_reading_back_commits_nothing_below_its_committed_offset() -
     r.tick(INTERVAL)
     r.loop.poll_once()
     assert r.consumer.commits == [({0: 102}, True)]
+
+
+def test_a_partition_back_after_a_refused_revoke_commit_is_not_counted_twice() -> None:
+    # The commit in the revoke callback is refused (a rebalance in progress); the same
+    # process gets the partition back: it resumes after its own count and commits it.
+    r = rig(committed={0: 0})
+    r.loop.commit_policy.interval = 3600.0
+    r.loop.poll_once()
+    r.feed(0, range(0, 5))
+    r.loop.poll_once()
+    r.consumer.failures.append(FAIL_CALL)
+    r.loop._on_revoke(r.consumer, [TopicPartition(TOPIC, 0)])  # type: ignore[arg-type]
+    assert r.consumer.broker_committed == {0: 0}
+    r.feed(0, range(0, 7))  # read from the committed offset again, plus two new events
+    r.loop.poll_once()  # reassigned inside consume()
+    assert r.stats.events == 7  # 5 before, only the 2 new ones now
+    r.loop.commit(sync=True)
+    assert r.consumer.broker_committed == {0: 7}
