@@ -139,7 +139,7 @@ class ConsumeLoop:
         self.commit(sync=True)
         owed = self.offsets.owed()
         if unsettled := [tp for tp in partitions if (tp.topic, tp.partition) in owed]:
-            # The commit failed: the next owner counts these again (at-least-once).
+            # Refused: another owner counts these again (at-least-once); this one won't.
             log.warning("commit_owed_at_revoke", partitions=len(unsettled))
         self._drop(partitions)
         for tp in partitions:
@@ -169,7 +169,9 @@ class ConsumeLoop:
             self.commit(sync=True)
             if owed := self.offsets.owed():
                 # The next owner counts these again: at-least-once, never lost.
-                log.warning("commit_owed_at_close", partitions=len(owed))
+                log.warning(
+                    "commit_owed_at_close", partitions=len(owed), events=self.offsets.debt()
+                )
             self.consumer.close()
             log.info("consumer_closed")
 
