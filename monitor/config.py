@@ -53,7 +53,7 @@ class KafkaConfig(_Model):
     secret_properties: dict[str, SecretStr] = Field(default_factory=dict)
     batch_size: int = Field(default=1000, ge=1, le=100_000)
     poll_timeout: Seconds = 0.5
-    commit_interval: Seconds = 5.0
+    commit_interval: Seconds = 1.0
     readback_messages: int = Field(default=1000, ge=0, le=1_000_000)
     # Where a group with no committed offset starts. "latest" (with the read-back
     # above) suits a monitor: history is not replayed as if it were late data.

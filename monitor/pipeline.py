@@ -13,6 +13,8 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+import structlog
+
 from monitor.completeness.manifests import ManifestError, decode_manifest
 from monitor.completeness.tracker import CompletenessTracker
 from monitor.config import ProductConfig
@@ -20,7 +22,9 @@ from monitor.contract.decoding import Decoder, InvalidEvent, Reason
 from monitor.contract.eventtime import EventTimeExtractor
 from monitor.contract.model import Verdict
 from monitor.stats import LATENCY_BUCKETS, Histogram, ProductStats
-from monitor.watermarks import FUTURE, LATE, ClockSettings, ProductClock
+from monitor.watermarks import FUTURE, LATE, ClockSettings, PartitionClock, ProductClock
+
+log = structlog.get_logger("tidemark.pipeline")
 
 
 class Message(Protocol):
@@ -35,6 +39,27 @@ class Message(Protocol):
 
 
 FieldGetter = Callable[[dict[str, Any]], Any]
+
+
+def _failed(msg: Message, exc: Exception, count: int, **where: str) -> None:
+    """An event whose processing raised: counted, skipped and committed, never retried.
+
+    Retrying could not help (the same bytes fail the same way) and would stall
+    the partition; crashing would stop every product. The event is counted in
+    processing_errors instead, so a defect is visible and alertable. Logged at
+    the 1st, 2nd, 4th, 8th... failure so a systematic one cannot flood the log;
+    the exception's type only, as its text may quote the payload.
+    """
+    if count & (count - 1) == 0:
+        log.error(
+            "event_processing_failed",
+            **where,
+            topic=msg.topic(),
+            partition=msg.partition(),
+            offset=msg.offset(),
+            error_type=type(exc).__name__,
+            failures=count,
+        )
 
 
 def field_getter(path: str) -> FieldGetter:
@@ -134,7 +159,17 @@ class ProductPipeline:
         clock = self.clock.partitions.get(partition)
         if clock is None:  # a message for a partition we were never told about
             clock = self.clock.assign(partition, now, position=offset)
+        try:
+            self._count(msg, clock, partition, offset, now)
+        except Exception as exc:  # a defect in Tidemark, not in the data: see _failed
+            self.stats.processing_errors += 1
+            _failed(msg, exc, self.stats.processing_errors, product=self.config.name)
+        # Only once the event is counted (or its failure is) may its offset be committed.
         clock.advance_position(offset + 1, now)
+
+    def _count(
+        self, msg: Message, clock: PartitionClock, partition: int, offset: int, now: float
+    ) -> None:
         stats = self.stats
         warm = offset < clock.warm_until
         try:
@@ -186,7 +221,8 @@ class ProductPipeline:
 
 MANIFEST_DECODE_ERROR = "decode_error"
 MANIFEST_UNKNOWN_PRODUCT = "unknown_product"
-MANIFEST_ERRORS = (MANIFEST_DECODE_ERROR, MANIFEST_UNKNOWN_PRODUCT)
+MANIFEST_PROCESSING_ERROR = "processing_error"  # raised inside Tidemark: see _failed
+MANIFEST_ERRORS = (MANIFEST_DECODE_ERROR, MANIFEST_UNKNOWN_PRODUCT, MANIFEST_PROCESSING_ERROR)
 
 
 @dataclass(slots=True)
@@ -206,7 +242,14 @@ class ManifestTopic:
 
     def process(self, msg: Message) -> None:
         partition, offset = msg.partition() or 0, msg.offset() or 0
-        self.positions[partition] = offset + 1
+        try:
+            self._apply(msg, partition, offset)
+        except Exception as exc:
+            self.errors[MANIFEST_PROCESSING_ERROR] += 1
+            _failed(msg, exc, self.errors[MANIFEST_PROCESSING_ERROR], control_topic=self.topic)
+        self.positions[partition] = offset + 1  # applied (or counted as failed): committable
+
+    def _apply(self, msg: Message, partition: int, offset: int) -> None:
         if offset <= self.applied.get(partition, -1):
             return
         self.applied[partition] = offset
@@ -311,6 +354,9 @@ class Pipeline:
 
     def positions(self) -> Iterable[tuple[str, int, int]]:
         """(topic, partition, next offset) for every partition with progress to commit.
+
+        A position moves past an event only once that event is counted (or its
+        failure is), so what is committed from here was counted.
 
         Partitions still reading back data below their committed offset are left
         out: committing there would move the group's offset backwards and make

@@ -83,6 +83,7 @@ class ProductStats:
     fresh: int = 0
     late: int = 0
     future: int = 0
+    processing_errors: int = 0  # raised inside Tidemark; skipped and committed
     violations: Counter[str] = field(default_factory=Counter)
     drift: Counter[str] = field(default_factory=Counter)
     latency: Histogram = field(default_factory=lambda: Histogram(LATENCY_BUCKETS))
@@ -95,6 +96,7 @@ class ProductStats:
             fresh=self.fresh,
             late=self.late,
             future=self.future,
+            processing_errors=self.processing_errors,
             violations=Counter(self.violations),
             drift=Counter(self.drift),
             latency=self.latency.copy(),

@@ -36,7 +36,7 @@ class PartitionClock:
     assigned_at: float
     max_event_time: float = NEG_INF
     last_event_at: float = NEG_INF  # wall clock of the last processed event
-    position: int = -1  # next offset Tidemark will read; -1 until known
+    position: int = -1  # next offset after the last counted event; -1 until known
     position_changed_at: float = NEG_INF
     warm_until: int = -1  # offsets below this are read-back: the watermark is not complete yet
 

@@ -20,6 +20,7 @@ import ctypes
 import logging
 import re
 import time
+from collections.abc import Sequence
 from types import TracebackType
 from typing import Any
 
@@ -43,6 +44,11 @@ _SIGNATURES: dict[str, tuple[Any, list[Any]]] = {
     "rd_kafka_mock_broker_set_down": (ctypes.c_int, [_P, ctypes.c_int32]),
     "rd_kafka_mock_broker_set_up": (ctypes.c_int, [_P, ctypes.c_int32]),
     "rd_kafka_mock_group_initial_rebalance_delay_ms": (None, [_P, ctypes.c_int32]),
+    "rd_kafka_mock_push_request_errors_array": (
+        None,
+        [_P, ctypes.c_int16, ctypes.c_size_t, ctypes.POINTER(ctypes.c_int)],
+    ),
+    "rd_kafka_mock_clear_request_errors": (None, [_P, ctypes.c_int16]),
     "rd_kafka_err2str": (ctypes.c_char_p, [ctypes.c_int]),
 }
 _ADDRESS_LINE = re.compile(r"Mock cluster enabled: .* replaced with (\S+)")
@@ -175,6 +181,21 @@ class MockCluster:
         """
         lib, cluster = self._require_native("set_group_initial_rebalance_delay")
         lib.rd_kafka_mock_group_initial_rebalance_delay_ms(cluster, int(seconds * 1000))
+
+    def push_request_errors(self, api_key: int, errors: Sequence[int]) -> None:
+        """Answer the next len(errors) requests of `api_key` (any client) with these codes.
+
+        E.g. api_key 8 (OffsetCommit) with [29] makes the next commit fail with
+        TOPIC_AUTHORIZATION_FAILED on every partition, as a broker would.
+        """
+        lib, cluster = self._require_native("push_request_errors")
+        codes = (ctypes.c_int * len(errors))(*errors)
+        lib.rd_kafka_mock_push_request_errors_array(cluster, api_key, len(errors), codes)
+
+    def clear_request_errors(self, api_key: int) -> None:
+        """Drop errors pushed for `api_key` that no request has taken yet."""
+        lib, cluster = self._require_native("clear_request_errors")
+        lib.rd_kafka_mock_clear_request_errors(cluster, api_key)
 
     def _require_native(self, what: str) -> tuple[ctypes.CDLL, int]:
         if self._lib is None or self._cluster is None:

@@ -210,6 +210,14 @@ METRICS: tuple[MetricSpec, ...] = (
         product_by(lambda v: ((r.value, v.stats.violations.get(r, 0)) for r in Reason)),
     ),
     MetricSpec(
+        "tidemark_processing_errors",
+        "counter",
+        P,
+        "Events whose processing raised inside Tidemark (a defect in Tidemark, not in the "
+        "data): logged, skipped and committed, never retried; should stay 0.",
+        product(lambda v: v.stats.processing_errors),
+    ),
+    MetricSpec(
         "tidemark_schema_drift_events",
         "counter",
         (*P, "verdict"),
@@ -400,7 +408,8 @@ METRICS: tuple[MetricSpec, ...] = (
         "tidemark_manifest_errors",
         "counter",
         ("topic", "reason"),
-        "Control-topic records that are not usable manifests (decode_error|unknown_product).",
+        "Control-topic records that are not usable manifests "
+        "(decode_error|unknown_product|processing_error).",
         from_snapshot(_manifest_errors),
     ),
     MetricSpec(

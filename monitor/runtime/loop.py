@@ -1,8 +1,10 @@
 """The consume loop: poll a batch, hand it to the pipeline, commit what is done.
 
 Nothing else lives here. Offsets are committed only after the pipeline has
-processed the events they cover: periodically, before partitions are given up,
-and once more on shutdown.
+counted the events they cover: every commit_interval (asynchronously), before
+partitions are given up and once more on shutdown (synchronously). When to
+commit and what is still owed is decided in runtime/commit.py; an offset counts
+as committed only once the broker confirmed it, so a failed commit is retried.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import structlog
 from confluent_kafka import OFFSET_INVALID, Consumer, KafkaError, KafkaException, TopicPartition
 
 from monitor.pipeline import Pipeline
+from monitor.runtime.commit import CommitPolicy, OffsetLedger
 from monitor.runtime.health import HealthState
 
 log = structlog.get_logger("tidemark.loop")
@@ -44,14 +47,13 @@ class ConsumeLoop:
         self.health = health
         self.batch_size = batch_size
         self.poll_timeout = poll_timeout
-        self.commit_interval = commit_interval
         self.readback = readback_messages
         self.start_from_earliest = start_from_earliest
         self.on_rebalance = on_rebalance
         self.clock = clock
         self.stop_requested = threading.Event()
-        self._last_commit = 0.0
-        self._committed: dict[tuple[str, int], int] = {}
+        self.commit_policy = CommitPolicy(commit_interval)
+        self.offsets = OffsetLedger()
 
     # --- rebalance callbacks (run inside consume()) ---------------------------
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
@@ -73,10 +75,14 @@ class ConsumeLoop:
         bounds = [self._bounds(tp) for tp in committed]  # Kafka calls outside the lock
         counts = self._partition_counts({tp.topic for tp in committed})
         starts: list[TopicPartition] = []
+        resumes: dict[tuple[str, int], int] = {}
         with self.pipeline.lock:
             for tp, (low, high) in zip(committed, bounds, strict=True):
                 fresh_start = low if self.start_from_earliest else high
-                resume = tp.offset if tp.offset >= 0 else fresh_start
+                group_offset = tp.offset if tp.offset >= 0 else fresh_start
+                key = (tp.topic, tp.partition)
+                # Past the group's offset only where this process counted the events itself.
+                resume = self.offsets.resume_offset(key, group_offset, high)
                 start = max(low, resume - self.readback)
                 self.pipeline.assign(
                     tp.topic,
@@ -86,8 +92,9 @@ class ConsumeLoop:
                     warmup_until=resume,
                     topic_partitions=counts.get(tp.topic),
                 )
-                self._committed[(tp.topic, tp.partition)] = resume
+                self.offsets.assigned(key, group_offset, resume)
                 starts.append(TopicPartition(tp.topic, tp.partition, start))
+                resumes[key] = resume
             self.health.assigned = self.pipeline.owns_partitions()
             self.health.connected = True
         for tp in starts:
@@ -95,7 +102,7 @@ class ConsumeLoop:
                 "partition_assigned",
                 topic=tp.topic,
                 partition=tp.partition,
-                resume_offset=self._committed.get((tp.topic, tp.partition)),
+                resume_offset=resumes[(tp.topic, tp.partition)],
                 readback_from=tp.offset,
             )
         consumer.assign(starts)
@@ -125,11 +132,15 @@ class ConsumeLoop:
         with self.pipeline.lock:
             for tp in partitions:
                 self.pipeline.revoke(tp.topic, tp.partition)
-                self._committed.pop((tp.topic, tp.partition), None)
+                self.offsets.forget((tp.topic, tp.partition))
             self.health.assigned = self.pipeline.owns_partitions()
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         self.commit(sync=True)
+        owed = self.offsets.owed()
+        if unsettled := [tp for tp in partitions if (tp.topic, tp.partition) in owed]:
+            # Refused: another owner counts these again (at-least-once); this one won't.
+            log.warning("commit_owed_at_revoke", partitions=len(unsettled))
         self._drop(partitions)
         for tp in partitions:
             log.info("partition_revoked", topic=tp.topic, partition=tp.partition)
@@ -156,6 +167,11 @@ class ConsumeLoop:
         finally:
             self.health.stopping = True
             self.commit(sync=True)
+            if owed := self.offsets.owed():
+                # The next owner counts these again: at-least-once, never lost.
+                log.warning(
+                    "commit_owed_at_close", partitions=len(owed), events=self.offsets.debt()
+                )
             self.consumer.close()
             log.info("consumer_closed")
 
@@ -181,34 +197,33 @@ class ConsumeLoop:
                 loop.batch_seconds.observe(time.perf_counter() - started)
         if good:  # evidence of a working connection; so are assignments and lag answers
             self.health.connected = True
-        if now - self._last_commit >= self.commit_interval:
+        if self.commit_policy.should_commit(now):
             self.commit(sync=False)
         return len(good)
 
     def commit(self, *, sync: bool) -> None:
-        """Commit the next offset of every partition whose events are processed."""
-        self._last_commit = self.clock()
+        """Send every partition's next offset after its counted events, if not yet confirmed.
+
+        Asynchronous rounds skip offsets already in flight; their answer arrives in
+        commit_cb. A synchronous round (revoke, shutdown) sends everything still
+        unconfirmed and settles it from the call's per-partition result.
+        """
+        now = self.clock()
+        self.commit_policy.did_commit(now)
         with self.pipeline.lock:
-            offsets = [
-                TopicPartition(topic, partition, offset)
-                for topic, partition, offset in self.pipeline.positions()
-                if self._committed.get((topic, partition), -1) < offset
-            ]
-        if not offsets:
+            self.offsets.processed(self.pipeline.positions())
+        owed = self.offsets.owed(None if sync else now)
+        if not owed:
             return
+        offsets = [TopicPartition(topic, p, offset) for (topic, p), offset in owed.items()]
+        self.offsets.sent(owed, now)
         try:
             if sync:
-                self.consumer.commit(offsets=offsets, asynchronous=False)
+                self._settle(None, self.consumer.commit(offsets=offsets, asynchronous=False))
             else:
                 self.consumer.commit(offsets=offsets, asynchronous=True)
         except KafkaException as exc:
-            self._count_error(exc.args[0])
-            with self.pipeline.lock:
-                self.health.loop.commits["error"] += 1
-            log.warning("commit_failed", error=exc.args[0].str(), partitions=len(offsets))
-            return
-        for tp in offsets:
-            self._committed[(tp.topic, tp.partition)] = tp.offset
+            self._settle(exc.args[0], offsets)
 
     def _count_error(self, err: Any) -> None:
         name = err.name() if hasattr(err, "name") else "UNKNOWN"
@@ -218,13 +233,32 @@ class ConsumeLoop:
 
     def commit_cb(self, err: KafkaError | None, partitions: list[TopicPartition]) -> None:
         """Result of an asynchronous commit, delivered inside consume()."""
-        if err is None:
-            with self.pipeline.lock:
-                self.health.loop.commits["ok"] += 1
-            return
-        self._count_error(err)
+        self._settle(err, partitions)
+
+    def _settle(self, err: Any, partitions: list[TopicPartition]) -> None:
+        """Confirm what the broker accepted; what it refused stays owed for the next round.
+
+        A call that succeeded can still carry an error on one partition (e.g. not
+        the coordinator, or a rebalance in progress): that partition failed.
+        """
+        failed = []
+        for tp in partitions:
+            ok = err is None and tp.error is None
+            self.offsets.settle((tp.topic, tp.partition), tp.offset, ok)
+            if not ok:
+                failed.append(tp)
+        result = "error" if failed else "ok"
         with self.pipeline.lock:
-            self.health.loop.commits["error"] += 1
+            self.health.loop.commits[result] += 1
+        if failed:
+            error: Any = err if err is not None else failed[0].error
+            self._count_error(error)
+            log.warning(
+                "commit_failed",
+                code=error.name() if hasattr(error, "name") else "UNKNOWN",
+                partitions=len(failed),
+                retry="next commit round",
+            )
 
     def error_cb(self, err: KafkaError) -> None:
         """Client-level errors (broker down, auth failure): counted and logged."""

@@ -42,7 +42,7 @@ MANIFEST_RESULTS = (
     "beyond_open_windows",
     "not_configured",
 )
-MANIFEST_ERRORS = ("decode_error", "unknown_product")
+MANIFEST_ERRORS = ("decode_error", "unknown_product", "processing_error")  # the last stays 0
 
 
 @dataclass(frozen=True, slots=True)
