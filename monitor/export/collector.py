@@ -47,11 +47,13 @@ class TidemarkCollector(Collector):
         clock: Callable[[], float] = time.time,
         registry_lookups: Callable[[], dict[str, int]] | None = None,
         lock_timeout: float = 1.0,
+        registry_up: Callable[[], bool | None] | None = None,
     ) -> None:
         self.pipeline = pipeline
         self.health = health
         self.clock = clock
         self.registry_lookups = registry_lookups
+        self.registry_up = registry_up
         self.lock_timeout = lock_timeout
         self.cached_scrapes = 0
         self._last: Snapshot | None = None
@@ -82,6 +84,7 @@ class TidemarkCollector(Collector):
             lag_snapshot_at=h.lag_snapshot_at,
             cached_scrapes=self.cached_scrapes,
             registry_lookups=self.registry_lookups() if self.registry_lookups else None,
+            registry_up=self.registry_up() if self.registry_up else None,
         )
         return replace(self._last, now=now, process=process)
 
@@ -90,6 +93,9 @@ class TidemarkCollector(Collector):
         manifest_errors = [
             (topic, dict(control.errors)) for topic, control in self.pipeline.manifests.items()
         ]
+        held: dict[str, dict[str, int]] = {}
+        for (topic, reason), count in self.health.held.items():
+            held.setdefault(topic, {})[reason] = count
         for topic, product in self.pipeline.products.items():
             hws = self.pipeline.high_watermarks.get(topic, {})
             parts = []
@@ -122,10 +128,11 @@ class TidemarkCollector(Collector):
                     completeness=(
                         product.completeness.snapshot() if product.completeness else None
                     ),
+                    held=held.get(topic, {}),
                 )
             )
         # The rest of the process view is filled in per scrape by _snapshot().
-        process = ProcessView(self.health.loop.copy(), False, False, 0.0, 0, None)
+        process = ProcessView(self.health.loop.copy(), False, False, 0.0, 0, None, None)
         return Snapshot(now, views, manifest_errors, process)
 
     def describe(self) -> Iterator[Metric]:
