@@ -157,7 +157,9 @@ class ProductPipeline:
         if clock is None:  # a message for a partition we were never told about
             clock = self.clock.assign(partition, now, position=offset)
         try:
-            decoded: tuple[dict[str, Any], WriterSchema] | InvalidEvent = self.decoder.decode(msg.value())
+            decoded: tuple[dict[str, Any], WriterSchema] | InvalidEvent = self.decoder.decode(
+                msg.value()
+            )
         except InvalidEvent as exc:
             decoded = exc
         # SchemaPending left above: the position stays at this event, so commits

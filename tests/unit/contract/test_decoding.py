@@ -9,8 +9,8 @@ import socket
 import struct
 import threading
 import time
-from datetime import UTC, datetime
 from concurrent.futures import Executor, Future
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
