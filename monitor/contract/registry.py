@@ -7,12 +7,13 @@ cannot answer is ours (registry_unavailable). Messages never carry credentials.
 
 from __future__ import annotations
 
+import queue
 import re
 import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
-from concurrent.futures import Executor, ThreadPoolExecutor
+from concurrent.futures import Executor, Future
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, Protocol
@@ -24,8 +25,9 @@ from confluent_kafka.schema_registry.error import SchemaRegistryError
 
 from monitor.errors import TidemarkError
 
-# A registry that hangs must not stall the poll loop for long: the client's own
-# defaults are no timeout and 3 retries with exponential backoff.
+# Look-ups run on a few worker threads (BackgroundLookups), never in the poll loop; a
+# timeout still matters, or a hanging registry would keep the workers forever: the
+# client's own defaults are no timeout and 3 retries with exponential backoff.
 _DEFAULTS: dict[str, Any] = {"timeout": 5, "max.retries": 1, "retries.wait.ms": 250}
 _SECRET_KEYS = (
     "basic.auth.user.info",
@@ -235,9 +237,7 @@ class BackgroundLookups:
         self._first_backoff = first_backoff
         self._max_backoff = max(first_backoff, max_backoff)
         self._clock = clock
-        self._executor = executor or ThreadPoolExecutor(
-            max_workers=workers, thread_name_prefix="schema-lookup"
-        )
+        self._executor = executor or _DaemonPool(workers)
         self._lock = threading.Lock()
         self._found: OrderedDict[int, str] = OrderedDict()
         self._not_found: dict[int, float] = {}  # id -> remembered until
@@ -342,6 +342,65 @@ class BackgroundLookups:
         with self._lock:
             self._closed = True
         self._executor.shutdown(wait=False, cancel_futures=True)
+
+
+class _DaemonPool(Executor):
+    """Worker threads that never delay process exit.
+
+    Why not ThreadPoolExecutor: its threads are joined at interpreter exit, so a
+    look-up hanging on a dead registry would hold a shutdown for the client timeout.
+    The queue needs no limit of its own: BackgroundLookups bounds the ids in flight.
+    """
+
+    def __init__(self, workers: int) -> None:
+        self._tasks: queue.SimpleQueue[
+            tuple[Future[Any], Callable[..., Any], tuple[Any, ...]] | None
+        ]
+        self._tasks = queue.SimpleQueue()
+        self._shutdown = False
+        self._workers = workers
+        self._started = 0
+        self._lock = threading.Lock()
+
+    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future[Any]:
+        if kwargs:
+            raise TypeError("keyword arguments are not supported")
+        future: Future[Any] = Future()
+        with self._lock:
+            if self._shutdown:
+                raise RuntimeError("cannot schedule new futures after shutdown")
+            if self._started < self._workers:  # threads start on demand, like the stdlib's
+                self._started += 1
+                threading.Thread(
+                    target=self._work, name=f"schema-lookup-{self._started}", daemon=True
+                ).start()
+            self._tasks.put((future, fn, args))
+        return future
+
+    def _work(self) -> None:
+        while (task := self._tasks.get()) is not None:
+            future, fn, args = task
+            if not future.set_running_or_notify_cancel():
+                continue
+            try:
+                future.set_result(fn(*args))
+            except BaseException as exc:  # stored on the future, as Executor promises
+                future.set_exception(exc)
+
+    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
+        with self._lock:
+            self._shutdown = True
+            workers = self._started
+        if cancel_futures:
+            while True:
+                try:
+                    task = self._tasks.get_nowait()
+                except queue.Empty:
+                    break
+                if task is not None:
+                    task[0].cancel()
+        for _ in range(workers):
+            self._tasks.put(None)
 
 
 def _bound(cache: OrderedDict[int, Any], limit: int) -> None:

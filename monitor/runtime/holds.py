@@ -126,8 +126,19 @@ class PartitionHolds:
         return released
 
     def forget(self, topic: str, partition: int) -> None:
-        """A revoked or lost partition: no longer ours, nothing to resume."""
-        self.held.pop((topic, partition), None)
+        """A revoked or lost partition: no longer ours; its look-up may still be cached.
+
+        Call before unassign: librdkafka keeps an application pause across unassign
+        and assign, so a partition handed back to us later would never be fetched.
+        """
+        if self.held.pop((topic, partition), None) is None:
+            return
+        try:
+            self._consumer.resume([TopicPartition(topic, partition)])
+        except KafkaException as exc:
+            log.warning(
+                "partition_resume_failed", topic=topic, partition=partition, error=str(exc.args[0])
+            )
 
     def counts(self) -> dict[tuple[str, str], int]:
         """Held partitions by (topic, reason), every reason present, for the gauge."""

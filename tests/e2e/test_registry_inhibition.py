@@ -10,9 +10,7 @@ from alerting_stack import Alertmanager
 
 
 def _alert(name: str, severity: str, category: str, **labels: str) -> dict[str, dict[str, str]]:
-    return {
-        "labels": {"alertname": name, "severity": severity, "category": category, **labels}
-    }
+    return {"labels": {"alertname": name, "severity": severity, "category": category, **labels}}
 
 
 def test_registry_outage_inhibits_the_held_products_staleness_only(

@@ -275,3 +275,25 @@ def test_404_storm_costs_one_slow_lookup_per_id_and_never_the_loop(
         f"{storm:.1f}s; max heartbeat gap {watch.max_gap:.3f}s; B counted {produced_b} meanwhile"
     )
     assert watch.max_gap < 2.0
+
+
+def test_shutdown_does_not_wait_for_a_hanging_lookup(
+    broker: Broker,
+    registry: RegistryServer,
+    tidemark: Callable[..., TidemarkProcess],
+    tmp_path: Path,
+) -> None:
+    topic_a, topic_b = broker.new_topic(1), broker.new_topic(1)
+    config = _config(tmp_path, broker, registry, topic_a, topic_b)
+    daemon = tidemark(config)
+    registry.hang()
+    broker.produce(topic_a, 0, confluent(77, avro(ORDERS, order(whole_seconds_ago(60)))))
+    broker.flush()
+    wait_for(daemon.metrics_url, lambda s: held(s, "a")["schema_lookup"] == 1, timeout=20)
+    started = time.monotonic()
+    assert daemon.stop(timeout=10) == 0
+    stopped = time.monotonic() - started
+    print(f"\n[{broker.name}] stop with a look-up hanging: {stopped:.2f}s")
+    assert stopped < 4.0  # the client timeout alone is 5 s (twice, with its retry)
+    # Nothing was committed past the held event: the next owner reads it again.
+    assert broker.committed(group_of(config), topic_a, [0]).get(0, 0) == 0

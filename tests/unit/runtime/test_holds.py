@@ -188,14 +188,18 @@ def test_not_found_releases_too_the_event_then_counts_as_unknown_schema() -> Non
     assert [h.offset for h in holds.release_ready(NOW)] == [5]
 
 
-def test_revoked_partition_is_forgotten_and_never_resumed() -> None:
+def test_revoked_partition_is_forgotten_and_unpaused_for_its_next_assignment() -> None:
+    # librdkafka keeps an application pause across unassign/assign: a partition given
+    # back to this member later must not stay paused with no hold to resume it.
     consumer, answers = FakeConsumer(), Answers()
     holds = PartitionHolds(consumer, answers.check)
     holds.hold([HeldEvent(TOPIC, 0, 5, 9, HoldReason.SCHEMA_LOOKUP)], NOW)
     holds.forget(TOPIC, 0)
+    holds.forget(TOPIC, 1)  # never held: nothing to do
+    assert consumer.paused == set()
     found(answers, 9)
     assert holds.release_ready(NOW) == []
-    assert [c for c, _ in consumer.calls] == ["pause"]
+    assert [c for c, _ in consumer.calls] == ["pause", "resume"]  # no seek: not ours
 
 
 # --- through ConsumeLoop.poll_once ------------------------------------------------------
