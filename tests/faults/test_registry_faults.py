@@ -297,3 +297,82 @@ def test_shutdown_does_not_wait_for_a_hanging_lookup(
     assert stopped < 4.0  # the client timeout alone is 5 s (twice, with its retry)
     # Nothing was committed past the held event: the next owner reads it again.
     assert broker.committed(group_of(config), topic_a, [0]).get(0, 0) == 0
+
+
+def test_held_partition_survives_a_rebalance_and_counts_once(
+    mock_only: Broker,
+    registry: RegistryServer,
+    tidemark: Callable[..., TidemarkProcess],
+    tmp_path: Path,
+) -> None:
+    # A second member joins and leaves while partition 0 is held: whoever owns it
+    # meanwhile, it comes back to the first member unpaused, resumes at the held event
+    # once the registry answers, and no event is counted twice or never. (Mock cluster
+    # only: two rebalances take ~25 s on Tansu; the pause/assign logic is the client's.)
+    broker = mock_only
+    v1 = registry.register("orders-value", json.dumps(ORDERS))
+    topic_a, topic_b = broker.new_topic(4), broker.new_topic(1)
+    config = write_config(
+        tmp_path / "tidemark.yaml",
+        broker,
+        [
+            product("a", topic_a, encoding="confluent", idle_timeout=300),
+            product("b", topic_b, encoding="confluent", idle_timeout=300),
+        ],
+        registry_url=registry.url,
+        retry_after=RETRY_AFTER,
+        rejoin=True,
+    )
+    t0 = whole_seconds_ago(600)
+    seq = iter(range(1_000_000))
+
+    def produce(partition: int, schema_id: int, schema: dict[str, object]) -> None:
+        record = {**order(t0, next(seq)), "channel": "app"} if schema is ORDERS_V2 else None
+        body = avro(schema, record or order(t0, next(seq)))
+        broker.produce(topic_a, partition, confluent(schema_id, body))
+
+    first = tidemark(config)
+    for p in range(4):
+        produce(p, v1, ORDERS)
+    broker.flush()
+    wait_events(first, "a", 4)
+    registry.hang()
+    v2 = registry.register("orders-value", json.dumps(ORDERS_V2))
+    produce(0, v1, ORDERS)
+    for _ in range(3):
+        produce(0, v2, ORDERS_V2)
+        produce(0, v1, ORDERS)
+    broker.flush()
+    produced = 4 + 1 + 6
+    wait_for(first.metrics_url, lambda s: sum(held(s, "a").values()) == 1, timeout=20)
+
+    second = tidemark(config)
+    wait_for(
+        second.metrics_url,
+        lambda s: (
+            s.value("tidemark_assigned_partitions", product="a") >= 1
+            and scrape(first.metrics_url).value("tidemark_assigned_partitions", product="a") >= 1
+        ),
+        timeout=30,
+    )
+    # Nothing new to count for the second member: the first counted everything before
+    # the held event, and the held event still has no answer.
+    last = scrape(second.metrics_url)
+    assert events(last, "a") == 0 and sum(violations(last, "a").values()) == 0
+    assert second.stop() == 0  # its partitions go back to the first member
+    wait_for(
+        first.metrics_url,
+        lambda s: s.value("tidemark_assigned_partitions", product="a") == 4,
+        timeout=30,
+    )
+    registry.recover()
+    wait_for(
+        first.metrics_url,
+        lambda s: events(s, "a") == produced and sum(held(s, "a").values()) == 0,
+        timeout=30,
+    )
+    time.sleep(1.0)  # nothing more trickles in: no event was counted twice
+    s = scrape(first.metrics_url)
+    assert events(s, "a") == produced
+    assert sum(violations(s, "a").values()) == 0
+    assert broker.committed(group_of(config), topic_a, [0]) == {0: 1 + 1 + 6}
