@@ -130,9 +130,12 @@ class ConsumeLoop:
             for tp in partitions:
                 self.pipeline.revoke(tp.topic, tp.partition)
                 self._committed.pop((tp.topic, tp.partition), None)
-                self.holds.forget(tp.topic, tp.partition)
             self.health.assigned = self.pipeline.owns_partitions()
-            self.health.held = self.holds.counts()
+        if self.holds:  # resumes them in the client (outside the lock: it calls Kafka)
+            for tp in partitions:
+                self.holds.forget(tp.topic, tp.partition)
+            with self.pipeline.lock:
+                self.health.held = self.holds.counts()
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         self.commit(sync=True)
