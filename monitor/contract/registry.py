@@ -2,7 +2,8 @@
 
 Errors are split in two because they are handled differently: a schema that
 does not exist is the producer's problem (unknown_schema), a registry that
-cannot answer is ours (registry_unavailable). Messages never carry credentials.
+cannot answer is ours (the event waits, nothing is counted). Look-ups run off
+the poll loop (BackgroundLookups). Messages never carry credentials.
 """
 
 from __future__ import annotations
