@@ -521,7 +521,7 @@ METRICS: tuple[MetricSpec, ...] = (
         "counter",
         (),
         "Scrapes served from the previous state copy because a batch held the state "
-        "longer than a second (e.g. a hanging schema registry).",
+        "longer than a second (e.g. a very slow batch on a starved CPU).",
         process(lambda s: s.cached_scrapes),
     ),
     MetricSpec(

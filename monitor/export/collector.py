@@ -61,8 +61,9 @@ class TidemarkCollector(Collector):
     def _snapshot(self, now: float) -> Snapshot:
         """Copy the state under the pipeline lock, waiting at most lock_timeout.
 
-        The loop holds the lock for one batch; a batch can be slow when a schema
-        registry hangs. Rather than make Prometheus wait, a scrape then serves
+        The loop holds the lock for one batch; a batch can be slow on a starved
+        CPU (schema look-ups no longer run under it). Rather than make Prometheus
+        wait, a scrape then serves
         the previous copy and counts it. Freshness and the monitor's own health
         are still computed against the current clock.
         """
