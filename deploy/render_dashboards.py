@@ -192,6 +192,9 @@ def oncall() -> dict[str, Any]:
             "custom": {"thresholdsStyle": {"mode": "line"}}})
     b.add("timeseries", "Tidemark consumer lag (messages)", [_target(
         f"tidemark:consumer_lag_messages:sum{{{P}}}", "{{product}}")])
+    b.add("timeseries", "Partitions waiting for a schema look-up (registry_unreachable pages)", [
+        _target(f"sum by (product, reason) (tidemark_partitions_held{{{P}}})",
+                "{{product}} {{reason}}")])
     b.add("timeseries", "Contract violations by reason (events/s)", [_target(
         f"sum by (product, reason) (rate(tidemark_contract_violations_total{{{P}}}[{RATE}]))",
         "{{product}} {{reason}}")], unit="ops")

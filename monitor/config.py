@@ -94,6 +94,7 @@ class SchemaRegistryConfig(_Model):
     basic_auth_user_info: SecretStr | None = None
     properties: dict[str, str] = Field(default_factory=dict)
     retry_after: Seconds = 30.0
+    lookup_workers: int = Field(default=4, ge=1, le=32)
 
     def client_conf(self) -> dict[str, Any]:
         """SchemaRegistryClient configuration, secrets revealed: for the client only."""

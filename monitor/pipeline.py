@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import threading
 from collections import Counter
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -18,7 +18,7 @@ import structlog
 from monitor.completeness.manifests import ManifestError, decode_manifest
 from monitor.completeness.tracker import CompletenessTracker
 from monitor.config import ProductConfig
-from monitor.contract.decoding import Decoder, InvalidEvent, Reason
+from monitor.contract.decoding import Decoder, HoldReason, InvalidEvent, Reason, SchemaPending
 from monitor.contract.eventtime import EventTimeExtractor
 from monitor.contract.model import Verdict
 from monitor.stats import LATENCY_BUCKETS, Histogram, ProductStats
@@ -60,6 +60,21 @@ def _failed(msg: Message, exc: Exception, count: int, **where: str) -> None:
             error_type=type(exc).__name__,
             failures=count,
         )
+
+
+@dataclass(frozen=True, slots=True)
+class HeldEvent:
+    """The first event of a partition that cannot be decoded yet: the partition waits here.
+
+    Nothing at or after `offset` was processed, so resuming at `offset` counts
+    every event exactly once.
+    """
+
+    topic: str
+    partition: int
+    offset: int
+    schema_id: int
+    reason: HoldReason
 
 
 def field_getter(path: str) -> FieldGetter:
@@ -153,7 +168,14 @@ class ProductPipeline:
         self.stats.events += 1
         self.stats.violations[reason] += 1
 
+    def prefetch(self, msg: Message) -> None:
+        """An event that waits behind a held one: start looking up its schema already."""
+        prefetch = getattr(self.decoder, "prefetch", None)
+        if prefetch is not None:
+            prefetch(msg.value())
+
     def process(self, msg: Message, now: float) -> None:
+        """Count one event; raises SchemaPending, with nothing changed, if it must wait."""
         partition = msg.partition() or 0
         offset = msg.offset() or 0
         clock = self.clock.partitions.get(partition)
@@ -161,6 +183,10 @@ class ProductPipeline:
             clock = self.clock.assign(partition, now, position=offset)
         try:
             self._count(msg, clock, partition, offset, now)
+        except SchemaPending:
+            # Nothing changed: the position stays at this event, so commits never
+            # pass it and it is read again when the partition resumes.
+            raise
         except Exception as exc:  # a defect in Tidemark, not in the data: see _failed
             self.stats.processing_errors += 1
             _failed(msg, exc, self.stats.processing_errors, product=self.config.name)
@@ -334,15 +360,43 @@ class Pipeline:
             m.positions for m in self.manifests.values()
         )
 
-    def process_batch(self, messages: Sequence[Message], now: float) -> None:
+    def process_batch(
+        self,
+        messages: Sequence[Message],
+        now: float,
+        held: Collection[tuple[str, int]] = (),
+    ) -> list[HeldEvent]:
+        """Process a batch; returns the partitions that must now wait, and where.
+
+        Messages of a partition in `held`, or held earlier in this batch, are not
+        processed (they are read again when it resumes); their schema look-ups
+        are started meanwhile.
+        """
         products = self.products
+        new: list[HeldEvent] = []
+        waiting: set[tuple[str, int]] = set()
         for msg in messages:
             topic = msg.topic() or ""
             product = products.get(topic)
             if product is not None:
-                product.process(msg, now)
+                if held or waiting:
+                    key = (topic, msg.partition() or 0)
+                    if key in held or key in waiting:
+                        product.prefetch(msg)
+                        continue
+                try:
+                    product.process(msg, now)
+                except SchemaPending as pending:
+                    partition = msg.partition() or 0
+                    waiting.add((topic, partition))
+                    new.append(
+                        HeldEvent(
+                            topic, partition, msg.offset() or 0, pending.schema_id, pending.reason
+                        )
+                    )
             elif topic in self.manifests:
                 self.manifests[topic].process(msg)
+        return new
 
     def advance(self, now: float) -> None:
         """After a batch: let windows close and gaps be declared on the new watermark."""

@@ -11,9 +11,7 @@ from __future__ import annotations
 
 import json
 import struct
-import time
 from collections import OrderedDict
-from collections.abc import Callable
 from enum import StrEnum
 from io import BytesIO
 from typing import Any, Protocol
@@ -28,7 +26,7 @@ from monitor.contract.model import (
     classify,
     rabin_fingerprint,
 )
-from monitor.contract.registry import RegistryUnavailable, SchemaLookup, SchemaNotFound
+from monitor.contract.registry import Lookup, Resolution
 from monitor.errors import ContractError
 
 Record = dict[str, Any]
@@ -36,7 +34,7 @@ Record = dict[str, Any]
 _Entry = tuple[WriterSchema, Any, Any]
 
 _CONFLUENT_ID = struct.Struct(">I")
-_MAX_NEGATIVE = 1024  # remembered unknown schema ids; random garbage must not grow memory
+_MAX_NEGATIVE = 1024  # remembered unreadable schema ids; random garbage must not grow memory
 
 
 class Reason(StrEnum):
@@ -44,7 +42,6 @@ class Reason(StrEnum):
 
     DECODE_ERROR = "decode_error"
     UNKNOWN_SCHEMA = "unknown_schema"
-    REGISTRY_UNAVAILABLE = "registry_unavailable"
     NULL_VALUE = "null_value"
     BAD_FRAMING = "bad_framing"
     INCOMPATIBLE_SCHEMA = "incompatible_schema"
@@ -64,6 +61,36 @@ class InvalidEvent(Exception):  # noqa: N818 - the name the pipeline uses
     def __str__(self) -> str:
         where = f" (writer schema {self.writer.key})" if self.writer is not None else ""
         return f"invalid event: {self.reason.value}{where}"
+
+
+class HoldReason(StrEnum):
+    """Why a partition waits; the `reason` label of tidemark_partitions_held."""
+
+    SCHEMA_LOOKUP = "schema_lookup"  # the writer schema is being looked up
+    REGISTRY_UNREACHABLE = "registry_unreachable"  # the registry could not be asked; retrying
+
+
+class SchemaPending(Exception):  # noqa: N818 - not an error: the event waits
+    """The event's writer schema is not known yet: hold its partition, count nothing.
+
+    Not an InvalidEvent: the producer did nothing wrong, and the same event is
+    decoded again once the look-up has answered.
+    """
+
+    __slots__ = ("reason", "schema_id")
+
+    def __init__(self, schema_id: int, reason: HoldReason) -> None:
+        self.schema_id = schema_id
+        self.reason = reason
+
+    def __str__(self) -> str:
+        return f"schema id {self.schema_id} pending: {self.reason.value}"
+
+
+class SchemaResolver(Protocol):
+    def resolve(self, schema_id: int) -> Resolution:
+        """What is known about `schema_id` now; must not block (BackgroundLookups)."""
+        ...
 
 
 class Decoder(Protocol):
@@ -158,32 +185,28 @@ class SingleObjectDecoder:
 class ConfluentDecoder:
     """Confluent wire format: magic byte 0, 4-byte big-endian schema id, body.
 
-    Each schema id is looked up and classified once. Failures are remembered for
-    `retry_after` seconds: an unknown id is asked again only after that, and an
-    unavailable registry is not asked at all until then (for any id), so a dead
-    registry costs one timeout per retry_after, never one per event.
+    Each schema id is resolved and classified once. Resolution never waits on the
+    registry: an id whose answer is not in yet raises SchemaPending, and the
+    pipeline holds that event's partition until the background look-up answers.
+    "Not found" is the producer's fault (unknown_schema); an unreachable registry
+    is not, so it never becomes a violation.
     """
 
     def __init__(
         self,
         contract: Contract,
-        lookup: SchemaLookup,
+        resolver: SchemaResolver,
         *,
-        retry_after: float = 30.0,
-        clock: Callable[[], float] = time.monotonic,
         max_writer_schemas: int = 32,
     ) -> None:
         self.writers: dict[str, WriterSchema] = {}
         self.writers_not_listed = 0  # writers decoded but left out of `writers` (full)
         self._contract = contract
-        self._lookup = lookup
-        self._retry_after = retry_after
-        self._clock = clock
+        self._resolver = resolver
         self._max = max_writer_schemas
         self._by_id: dict[int, _Entry] = {}
         self._overflow: OrderedDict[int, _Entry] = OrderedDict()  # LRU beyond the limit
-        self._unknown_until: dict[int, float] = {}
-        self._registry_down_until = float("-inf")
+        self._unreadable: OrderedDict[int, None] = OrderedDict()  # ids whose schema is not Avro
 
     def decode(self, payload: bytes | None) -> tuple[Record, WriterSchema]:
         if not payload:
@@ -196,38 +219,43 @@ class ConfluentDecoder:
             entry = self._resolve(schema_id)
         return _decode_body(payload, 5, entry)
 
+    def prefetch(self, payload: bytes | None) -> None:
+        """Queue the look-up of this event's schema id now; it is decoded later.
+
+        Why: events behind a held one wait for their own ids too; asking for them
+        while the first look-up runs turns a burst of new ids into parallel work.
+        """
+        if payload and len(payload) >= 5 and payload[0] == 0:
+            schema_id = _CONFLUENT_ID.unpack_from(payload, 1)[0]
+            if schema_id not in self._by_id and schema_id not in self._overflow:
+                self._resolver.resolve(schema_id)
+
     def _resolve(self, schema_id: int) -> _Entry:
         """Slow path: a schema id not in the main cache."""
         entry = self._overflow.get(schema_id)
         if entry is not None:
             self._overflow.move_to_end(schema_id)
             return entry
-        now = self._clock()
-        if self._unknown_until.get(schema_id, now) > now:
+        if schema_id in self._unreadable:
             raise InvalidEvent(Reason.UNKNOWN_SCHEMA)
-        if self._registry_down_until > now:
-            raise InvalidEvent(Reason.REGISTRY_UNAVAILABLE)
+        answer = self._resolver.resolve(schema_id)
+        if answer.state is Lookup.NOT_FOUND:
+            raise InvalidEvent(Reason.UNKNOWN_SCHEMA)
+        if answer.state is Lookup.PENDING:
+            raise SchemaPending(schema_id, HoldReason.SCHEMA_LOOKUP)
+        if answer.state is Lookup.UNREACHABLE or answer.schema_str is None:
+            raise SchemaPending(schema_id, HoldReason.REGISTRY_UNREACHABLE)
         try:
-            schema_str = self._lookup.get_schema_str(schema_id)
-        except SchemaNotFound:
-            self._remember_unknown(schema_id, now)
-            raise InvalidEvent(Reason.UNKNOWN_SCHEMA) from None
-        except RegistryUnavailable:
-            self._registry_down_until = now + self._retry_after
-            raise InvalidEvent(Reason.REGISTRY_UNAVAILABLE) from None
-        except Exception:  # a SchemaLookup that breaks its contract still must not crash us
-            self._registry_down_until = now + self._retry_after
-            raise InvalidEvent(Reason.REGISTRY_UNAVAILABLE) from None
-        try:
-            schema = json.loads(schema_str)
+            schema = json.loads(answer.schema_str)
             parsed = parse_schema(schema)
         except Exception:  # not Avro after all, or references we cannot resolve
-            self._remember_unknown(schema_id, now)
+            self._unreadable[schema_id] = None
+            if len(self._unreadable) > _MAX_NEGATIVE:
+                self._unreadable.popitem(last=False)
             raise InvalidEvent(Reason.UNKNOWN_SCHEMA) from None
         verdict, reasons = classify(self._contract, schema)
         writer = WriterSchema(f"id:{schema_id}", parsed, verdict, reasons)
         entry = _entry(self._contract, writer)
-        self._unknown_until.pop(schema_id, None)
         if len(self._by_id) < self._max:
             self._by_id[schema_id] = entry
             self.writers[writer.key] = writer
@@ -237,11 +265,3 @@ class ConfluentDecoder:
             if len(self._overflow) > self._max:
                 self._overflow.popitem(last=False)
         return entry
-
-    def _remember_unknown(self, schema_id: int, now: float) -> None:
-        if len(self._unknown_until) >= _MAX_NEGATIVE:
-            for stale in [k for k, until in self._unknown_until.items() if until <= now]:
-                del self._unknown_until[stale]
-            if len(self._unknown_until) >= _MAX_NEGATIVE:
-                del self._unknown_until[next(iter(self._unknown_until))]
-        self._unknown_until[schema_id] = now + self._retry_after

@@ -17,7 +17,7 @@ import confluent_kafka
 
 from monitor import __version__
 from monitor.completeness.window import REJECT_REASONS, VERDICTS
-from monitor.contract.decoding import Reason
+from monitor.contract.decoding import HoldReason, Reason
 from monitor.pipeline import MANIFEST_ERRORS
 
 if TYPE_CHECKING:
@@ -530,7 +530,7 @@ METRICS: tuple[MetricSpec, ...] = (
         "counter",
         (),
         "Scrapes served from the previous state copy because a batch held the state "
-        "longer than a second (e.g. a hanging schema registry).",
+        "longer than a second (e.g. a very slow batch on a starved CPU).",
         process(lambda s: s.cached_scrapes),
     ),
     MetricSpec(
@@ -547,6 +547,22 @@ METRICS: tuple[MetricSpec, ...] = (
         "Schema registry look-ups by result (ok|not_found|error); cached ids "
         "are not looked up again.",
         process_by(lambda s: sorted((s.registry_lookups or {}).items())),
+    ),
+    MetricSpec(
+        "tidemark_schema_registry_up",
+        "gauge",
+        (),
+        "1 if the last schema registry look-up got an answer (found or not found), 0 if "
+        "the registry could not be reached; absent until the registry is first asked.",
+        process(lambda s: None if s.registry_up is None else float(s.registry_up)),
+    ),
+    MetricSpec(
+        "tidemark_partitions_held",
+        "gauge",
+        ("product", "topic", "reason"),
+        "Partitions paused at an event whose writer schema is not known yet, by reason "
+        "(schema_lookup|registry_unreachable); their events are counted once it is.",
+        product_by(lambda v: [(r.value, float(v.held.get(r.value, 0))) for r in HoldReason]),
     ),
 )
 

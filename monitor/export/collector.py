@@ -47,11 +47,13 @@ class TidemarkCollector(Collector):
         clock: Callable[[], float] = time.time,
         registry_lookups: Callable[[], dict[str, int]] | None = None,
         lock_timeout: float = 1.0,
+        registry_up: Callable[[], bool | None] | None = None,
     ) -> None:
         self.pipeline = pipeline
         self.health = health
         self.clock = clock
         self.registry_lookups = registry_lookups
+        self.registry_up = registry_up
         self.lock_timeout = lock_timeout
         self.cached_scrapes = 0
         self._last: Snapshot | None = None
@@ -59,8 +61,9 @@ class TidemarkCollector(Collector):
     def _snapshot(self, now: float) -> Snapshot:
         """Copy the state under the pipeline lock, waiting at most lock_timeout.
 
-        The loop holds the lock for one batch; a batch can be slow when a schema
-        registry hangs. Rather than make Prometheus wait, a scrape then serves
+        The loop holds the lock for one batch; a batch can be slow on a starved
+        CPU (schema look-ups no longer run under it). Rather than make Prometheus
+        wait, a scrape then serves
         the previous copy and counts it. Freshness and the monitor's own health
         are still computed against the current clock.
         """
@@ -82,6 +85,7 @@ class TidemarkCollector(Collector):
             lag_snapshot_at=h.lag_snapshot_at,
             cached_scrapes=self.cached_scrapes,
             registry_lookups=self.registry_lookups() if self.registry_lookups else None,
+            registry_up=self.registry_up() if self.registry_up else None,
         )
         return replace(self._last, now=now, process=process)
 
@@ -90,6 +94,9 @@ class TidemarkCollector(Collector):
         manifest_errors = [
             (topic, dict(control.errors)) for topic, control in self.pipeline.manifests.items()
         ]
+        held: dict[str, dict[str, int]] = {}
+        for (topic, reason), count in self.health.held.items():
+            held.setdefault(topic, {})[reason] = count
         for topic, product in self.pipeline.products.items():
             hws = self.pipeline.high_watermarks.get(topic, {})
             parts = []
@@ -122,10 +129,11 @@ class TidemarkCollector(Collector):
                     completeness=(
                         product.completeness.snapshot() if product.completeness else None
                     ),
+                    held=held.get(topic, {}),
                 )
             )
         # The rest of the process view is filled in per scrape by _snapshot().
-        process = ProcessView(self.health.loop.copy(), False, False, 0.0, 0, None)
+        process = ProcessView(self.health.loop.copy(), False, False, 0.0, 0, None, None)
         return Snapshot(now, views, manifest_errors, process)
 
     def describe(self) -> Iterator[Metric]:

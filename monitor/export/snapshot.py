@@ -35,6 +35,7 @@ class ProductView:
     partitions: list[PartitionView]
     writers: list[tuple[str, str]]  # (schema key, verdict)
     completeness: CompletenessSnapshot | None
+    held: dict[str, int]  # partitions waiting for a schema look-up, by reason
 
     @property
     def labels(self) -> list[str]:
@@ -51,6 +52,7 @@ class ProcessView:
     lag_snapshot_at: float
     cached_scrapes: int
     registry_lookups: dict[str, int] | None  # None: no registry configured
+    registry_up: bool | None  # None: no registry configured, or not asked yet
 
 
 @dataclass(slots=True)

@@ -13,10 +13,21 @@ import structlog
 from confluent_kafka import Consumer
 
 from monitor.config import ProductConfig, Settings, loggable
-from monitor.contract.decoding import ConfluentDecoder, Decoder, RawAvroDecoder, SingleObjectDecoder
+from monitor.contract.decoding import (
+    ConfluentDecoder,
+    Decoder,
+    HoldReason,
+    RawAvroDecoder,
+    SingleObjectDecoder,
+)
 from monitor.contract.eventtime import make_extractor
 from monitor.contract.model import Contract
-from monitor.contract.registry import ConfluentRegistryLookup, SchemaLookup
+from monitor.contract.registry import (
+    BackgroundLookups,
+    ConfluentRegistryLookup,
+    Lookup,
+    SchemaLookup,
+)
 from monitor.errors import ConfigError, ContractError
 from monitor.export.collector import TidemarkCollector, build_registry
 from monitor.export.server import Limits, MetricsServer
@@ -40,8 +51,7 @@ def build_decoder(
     product: ProductConfig,
     index: int,
     contract: Contract,
-    lookup: SchemaLookup | None,
-    retry_after: float,
+    resolver: BackgroundLookups | None,
 ) -> Decoder:
     if product.encoding == "avro-raw":
         return RawAvroDecoder(contract)
@@ -51,19 +61,29 @@ def build_decoder(
             for i, path in enumerate(product.writer_schemas)
         ]
         return SingleObjectDecoder(contract, writers, max_writer_schemas=product.max_writer_schemas)
-    if lookup is None:  # guarded by Settings validation; kept for type narrowing
+    if resolver is None:  # guarded by Settings validation; kept for type narrowing
         raise ConfigError(
             f"products[{index}] ({product.name}): confluent needs schema_registry.url"
         )
-    return ConfluentDecoder(
-        contract, lookup, retry_after=retry_after, max_writer_schemas=product.max_writer_schemas
-    )
+    return ConfluentDecoder(contract, resolver, max_writer_schemas=product.max_writer_schemas)
 
 
 @dataclass(slots=True)
 class Built:
     pipeline: Pipeline
     lookup: ConfluentRegistryLookup | None
+    resolver: BackgroundLookups | None  # look-ups off the poll loop; close() when done
+
+    def hold_reason(self, schema_id: int) -> HoldReason | None:
+        """Why a partition held on `schema_id` must still wait; None once answered."""
+        if self.resolver is None:
+            return None
+        state = self.resolver.resolve(schema_id).state
+        if state is Lookup.PENDING:
+            return HoldReason.SCHEMA_LOOKUP
+        if state is Lookup.UNREACHABLE:
+            return HoldReason.REGISTRY_UNREACHABLE
+        return None
 
 
 def build_pipeline(settings: Settings, lookup: SchemaLookup | None = None) -> Built:
@@ -72,6 +92,15 @@ def build_pipeline(settings: Settings, lookup: SchemaLookup | None = None) -> Bu
     if lookup is None and settings.schema_registry.url:
         registry_lookup = ConfluentRegistryLookup(settings.schema_registry.client_conf())
         lookup = registry_lookup
+    retry_after = settings.schema_registry.retry_after
+    resolver = None
+    if lookup is not None:
+        resolver = BackgroundLookups(
+            lookup,
+            workers=settings.schema_registry.lookup_workers,
+            not_found_ttl=retry_after,
+            max_backoff=retry_after,
+        )
     products: dict[str, ProductPipeline] = {}
     for i, product in enumerate(settings.products):
         contract = _load_contract(product, i, product.contract, "contract")
@@ -79,11 +108,11 @@ def build_pipeline(settings: Settings, lookup: SchemaLookup | None = None) -> Bu
             extractor = make_extractor(contract, product.event_time)
         except ContractError as exc:
             raise ConfigError(f"products[{i}].event_time ({product.name}): {exc}") from None
-        decoder = build_decoder(product, i, contract, lookup, settings.schema_registry.retry_after)
+        decoder = build_decoder(product, i, contract, resolver)
         products[product.topic] = ProductPipeline.build(
             product, decoder, extractor, stuck_after=settings.lag.stuck_after
         )
-    return Built(Pipeline(products), registry_lookup)
+    return Built(Pipeline(products), registry_lookup, resolver)
 
 
 def consumer_conf(settings: Settings) -> dict[str, Any]:
@@ -106,10 +135,17 @@ class Monitor:
     def __init__(self, settings: Settings, *, lookup: SchemaLookup | None = None) -> None:
         self.settings = settings
         built = build_pipeline(settings, lookup)
+        self.built = built
         self.pipeline = built.pipeline
         self.health = HealthState(liveness_limit=settings.server.liveness_limit)
         registry_counts = built.lookup.counts if built.lookup is not None else None
-        collector = TidemarkCollector(self.pipeline, self.health, registry_lookups=registry_counts)
+        resolver = built.resolver
+        collector = TidemarkCollector(
+            self.pipeline,
+            self.health,
+            registry_lookups=registry_counts,
+            registry_up=(lambda: resolver.registry_up) if resolver is not None else None,
+        )
         self.registry = build_registry(collector)
         server = settings.server
         self.server = MetricsServer(
@@ -146,6 +182,7 @@ class Monitor:
             readback_messages=settings.kafka.readback_messages,
             start_from_earliest=settings.kafka.start_from == "earliest",
             on_rebalance=self.lag.refresh_soon,
+            hold_check=built.hold_reason,
         )
 
     @property
@@ -181,6 +218,8 @@ class Monitor:
         finally:
             self.lag.stop()
             self.server.stop()
+            if self.built.resolver is not None:
+                self.built.resolver.close()
             log.info("tidemark_stopped", uptime_seconds=round(time.monotonic() - started, 1))
 
 

@@ -21,6 +21,8 @@ class HealthState:
     assigned: bool = False
     lag_snapshot_at: float = 0.0
     stopping: bool = False
+    # Partitions waiting for a schema look-up, by (topic, reason); written by the loop.
+    held: dict[tuple[str, str], int] = field(default_factory=dict)
 
     def alive(self, now: float) -> bool:
         return self.loop.heartbeat > 0 and now - self.loop.heartbeat < self.liveness_limit

@@ -17,9 +17,10 @@ from typing import Any
 import structlog
 from confluent_kafka import OFFSET_INVALID, Consumer, KafkaError, KafkaException, TopicPartition
 
-from monitor.pipeline import Pipeline
+from monitor.pipeline import HeldEvent, Pipeline
 from monitor.runtime.commit import CommitPolicy, OffsetLedger
 from monitor.runtime.health import HealthState
+from monitor.runtime.holds import HoldCheck, PartitionHolds
 
 log = structlog.get_logger("tidemark.loop")
 
@@ -41,6 +42,7 @@ class ConsumeLoop:
         start_from_earliest: bool = False,
         on_rebalance: Callable[[], None] = lambda: None,
         clock: Callable[[], float] = time.time,
+        hold_check: HoldCheck = lambda schema_id: None,
     ) -> None:
         self.consumer = consumer
         self.pipeline = pipeline
@@ -54,6 +56,8 @@ class ConsumeLoop:
         self.stop_requested = threading.Event()
         self.commit_policy = CommitPolicy(commit_interval)
         self.offsets = OffsetLedger()
+        # Partitions waiting for a schema look-up; they never stall the loop.
+        self.holds = PartitionHolds(consumer, hold_check)
 
     # --- rebalance callbacks (run inside consume()) ---------------------------
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
@@ -134,6 +138,11 @@ class ConsumeLoop:
                 self.pipeline.revoke(tp.topic, tp.partition)
                 self.offsets.forget((tp.topic, tp.partition))
             self.health.assigned = self.pipeline.owns_partitions()
+        if self.holds:  # resumes them in the client (outside the lock: it calls Kafka)
+            for tp in partitions:
+                self.holds.forget(tp.topic, tp.partition)
+            with self.pipeline.lock:
+                self.health.held = self.holds.counts()
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         self.commit(sync=True)
@@ -186,20 +195,31 @@ class ConsumeLoop:
                 good.append(msg)
             elif err.code() not in _BENIGN:
                 self._count_error(err)
+        held: list[HeldEvent] = []
         with self.pipeline.lock:
             if good:
-                self.pipeline.process_batch(good, now)
+                held = self.pipeline.process_batch(good, now, self.holds.held)
             self.pipeline.advance(now)
             loop = self.health.loop
             loop.heartbeat = now
             if messages:
                 loop.batch_size.observe(len(messages))
                 loop.batch_seconds.observe(time.perf_counter() - started)
+        if held or self.holds:
+            self._update_holds(held, now)
         if good:  # evidence of a working connection; so are assignments and lag answers
             self.health.connected = True
         if self.commit_policy.should_commit(now):
             self.commit(sync=False)
         return len(good)
+
+    def _update_holds(self, held: list[HeldEvent], now: float) -> None:
+        """Pause newly held partitions, resume those whose schema id has an answer."""
+        self.holds.hold(held, now)
+        self.holds.release_ready(now)
+        counts = self.holds.counts()
+        with self.pipeline.lock:
+            self.health.held = counts
 
     def commit(self, *, sync: bool) -> None:
         """Send every partition's next offset after its counted events, if not yet confirmed.

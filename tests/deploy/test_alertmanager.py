@@ -77,6 +77,16 @@ ROUTES = [
     ),
     (
         {
+            "alertname": "TidemarkSchemaRegistryUnreachable",
+            "severity": "page",
+            "category": "monitor",
+            "product": "orders",
+            "owner": "team-checkout",
+        },
+        "platform-pager",
+    ),
+    (
+        {
             "alertname": "TidemarkDown",
             "severity": "ticket",
             "category": "monitor",

@@ -18,7 +18,7 @@ import pytest
 _HERE = Path(__file__).parent
 sys.path.insert(0, str(_HERE.parent / "integration"))  # the harness package
 
-from harness import Broker, MockBroker, TansuBroker, TidemarkProcess  # noqa: E402
+from harness import Broker, MockBroker, RegistryServer, TansuBroker, TidemarkProcess  # noqa: E402
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -50,6 +50,13 @@ def broker(request: pytest.FixtureRequest) -> Broker:
     """Each implementation in turn."""
     chosen: Broker = request.getfixturevalue(f"{request.param}_only")
     return chosen
+
+
+@pytest.fixture
+def registry() -> Iterator[RegistryServer]:
+    """The schema registry stand-in (tests/integration/harness/registry_server.py)."""
+    with RegistryServer() as server:
+        yield server
 
 
 @pytest.fixture

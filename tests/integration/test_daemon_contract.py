@@ -36,7 +36,6 @@ from harness import Broker, RegistryServer, TidemarkProcess, scrape
 REASONS = {
     "decode_error",
     "unknown_schema",
-    "registry_unavailable",
     "null_value",
     "bad_framing",
     "incompatible_schema",

@@ -188,7 +188,6 @@ def test_every_reason_is_exported_from_the_start_at_zero() -> None:
     assert set(reasons) == {
         "decode_error",
         "unknown_schema",
-        "registry_unavailable",
         "null_value",
         "bad_framing",
         "incompatible_schema",

@@ -18,7 +18,9 @@ shapes checked against confluent-kafka 2.16's `_sync/schema_registry_client.py`)
 Errors use the registry's JSON shape ({"error_code": 40403, "message": ...}). Test
 controls: optional HTTP basic auth, `fail_with(status)` (e.g. 500, which the client
 retries with backoff), `stop()`/`start()` on the same port (connection refused in
-between), `register(..., metadata=, rule_set=)` while running (a new latest version),
+between), `hang()` (connections accepted, nothing answered until `recover()`),
+`delay(seconds)` (every answer, 404s included, that much later),
+`register(..., metadata=, rule_set=)` while running (a new latest version),
 `delete_subject()`, and a request log (`count`) to assert caching. The log records the user
 name presented, never a password.
 """
@@ -28,6 +30,7 @@ from __future__ import annotations
 import base64
 import json
 import threading
+import time
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
@@ -84,6 +87,9 @@ class RegistryServer:
         self.port = port
         self.requests: list[RequestRecord] = []
         self._failure: int | None = None
+        self._delay = 0.0
+        self._answering = threading.Event()  # cleared while hanging
+        self._answering.set()
         self._lock = threading.RLock()  # _route holds it while _register takes it
         self._schemas: dict[int, _Schema] = {}
         self._ids: dict[tuple[str, str, str, str], int] = {}
@@ -122,6 +128,7 @@ class RegistryServer:
 
     def stop(self) -> None:
         """Stop listening: clients get connection refused until start() is called again."""
+        self._answering.set()  # hanging handlers finish instead of outliving the server
         if self._httpd is not None:
             self._httpd.shutdown()
             self._httpd.server_close()
@@ -145,6 +152,18 @@ class RegistryServer:
     def fail_with(self, status: int | None) -> None:
         """Answer every request with `status` (e.g. 500 or 503) until called with None."""
         self._failure = status
+
+    def hang(self) -> None:
+        """Accept connections and read requests but answer nothing until recover()."""
+        self._answering.clear()
+
+    def recover(self) -> None:
+        """Answer again; requests held by hang() get their (late) answers now."""
+        self._answering.set()
+
+    def delay(self, seconds: float) -> None:
+        """Answer every request `seconds` late (0 for at once)."""
+        self._delay = seconds
 
     def register(
         self,
@@ -281,6 +300,9 @@ class _Handler(BaseHTTPRequestHandler):
         path, query = unquote(url.path), parse_qs(url.query)
         reg = self.registry
         user, authorized = self._auth()
+        reg._answering.wait(120)  # bounded: a forgotten hang() cannot wedge a test forever
+        if reg._delay:
+            time.sleep(reg._delay)
         try:
             length = int(self.headers.get("Content-Length") or 0)
             raw = self.rfile.read(length) if length else b""
@@ -303,8 +325,11 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("Content-Length", str(len(data)))
         if status == 401:
             self.send_header("WWW-Authenticate", 'Basic realm="SchemaRegistry"')
-        self.end_headers()
-        self.wfile.write(data)
+        try:
+            self.end_headers()
+            self.wfile.write(data)
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # a late answer (hang, delay) to a client that gave up: as a real server
 
     def _auth(self) -> tuple[str | None, bool]:
         header = self.headers.get("Authorization", "")

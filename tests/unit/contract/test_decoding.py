@@ -9,6 +9,7 @@ import socket
 import struct
 import threading
 import time
+from concurrent.futures import Executor, Future
 from datetime import UTC, datetime
 from typing import Any
 
@@ -21,14 +22,22 @@ from hypothesis import strategies as st
 
 from monitor.contract.decoding import (
     ConfluentDecoder,
+    HoldReason,
     InvalidEvent,
     RawAvroDecoder,
     Reason,
+    SchemaPending,
     SingleObjectDecoder,
 )
 from monitor.contract.eventtime import make_extractor
 from monitor.contract.model import Contract, Verdict, canonical_form, rabin_fingerprint
-from monitor.contract.registry import ConfluentRegistryLookup, RegistryUnavailable, SchemaNotFound
+from monitor.contract.registry import (
+    BackgroundLookups,
+    ConfluentRegistryLookup,
+    RegistryUnavailable,
+    SchemaLookup,
+    SchemaNotFound,
+)
 from monitor.errors import ContractError
 
 
@@ -57,6 +66,38 @@ class FakeClock:
 
     def __call__(self) -> float:
         return self.now
+
+
+class InlineExecutor(Executor):
+    """Runs each look-up at once on the caller's thread: decoder tests without timing."""
+
+    def submit(self, fn: Any, /, *args: Any, **kwargs: Any) -> Future[Any]:
+        future: Future[Any] = Future()
+        future.set_result(fn(*args, **kwargs))
+        return future
+
+
+def inline(lookup: SchemaLookup, clock: FakeClock | None = None, **kw: Any) -> BackgroundLookups:
+    return BackgroundLookups(lookup, executor=InlineExecutor(), clock=clock or FakeClock(), **kw)
+
+
+def confluent_decoder(
+    contract: Contract,
+    lookup: SchemaLookup,
+    clock: FakeClock | None = None,
+    max_writer_schemas: int = 32,
+    **kw: Any,
+) -> ConfluentDecoder:
+    """A decoder whose look-ups answer before resolve() returns (the answer, not the wait)."""
+    return ConfluentDecoder(
+        contract, inline(lookup, clock, **kw), max_writer_schemas=max_writer_schemas
+    )
+
+
+def pending_of(decoder: Any, payload: bytes) -> HoldReason:
+    with pytest.raises(SchemaPending) as info:
+        decoder.decode(payload)
+    return info.value.reason
 
 
 def confluent(schema_id: int, body: bytes) -> bytes:
@@ -218,7 +259,7 @@ def test_single_object_writers_are_bounded_but_all_decode(
 
 def test_confluent_looks_up_each_schema_id_once(orders, orders_v2, avro_body, make_order) -> None:
     lookup = FakeLookup({1: orders.schema, 2: orders_v2})
-    decoder = ConfluentDecoder(orders, lookup)
+    decoder = confluent_decoder(orders, lookup)
     for _ in range(3):
         record, writer = decoder.decode(confluent(1, avro_body(orders.schema, make_order())))
         assert record == make_order() and writer.verdict is Verdict.CONFORMING
@@ -238,7 +279,7 @@ def test_confluent_writer_without_the_contracts_logical_type_is_drift_read_in_it
     # the contract's unit by the event-time extractor.
     plain = schema_copy()
     field_of(plain, "occurred_at")["type"] = "long"
-    decoder = ConfluentDecoder(orders, FakeLookup({7: plain}))
+    decoder = confluent_decoder(orders, FakeLookup({7: plain}))
     record, writer = decoder.decode(confluent(7, b"\x02a\x02b\x02\x06EUR\x02\x02p\x02"))
     assert writer.verdict is Verdict.COMPATIBLE
     assert make_extractor(orders, "occurred_at")(record, -1) == 0.001
@@ -248,7 +289,7 @@ def test_confluent_incompatible_writer_is_classified_once(
     orders, incompatible_orders, avro_body, make_order
 ) -> None:
     lookup = FakeLookup({3: incompatible_orders})
-    decoder = ConfluentDecoder(orders, lookup)
+    decoder = confluent_decoder(orders, lookup)
     payload = confluent(3, avro_body(incompatible_orders, make_order(amount_cents="x")))
     for _ in range(2):
         with pytest.raises(InvalidEvent) as info:
@@ -259,9 +300,9 @@ def test_confluent_incompatible_writer_is_classified_once(
     assert lookup.calls == [3]
 
 
-def test_confluent_unknown_id_is_remembered_for_retry_after(orders, avro_body, make_order) -> None:
+def test_confluent_unknown_id_is_remembered_for_not_found_ttl(orders, avro_body, make_order):
     lookup, clock = FakeLookup(), FakeClock()
-    decoder = ConfluentDecoder(orders, lookup, retry_after=30.0, clock=clock)
+    decoder = confluent_decoder(orders, lookup, clock, not_found_ttl=30.0)
     payload = confluent(9, avro_body(orders.schema, make_order()))
     assert reason_of(decoder, payload) is Reason.UNKNOWN_SCHEMA
     clock.now += 29.0
@@ -273,29 +314,35 @@ def test_confluent_unknown_id_is_remembered_for_retry_after(orders, avro_body, m
     assert lookup.calls == [9, 9]
 
 
-def test_confluent_dead_registry_is_not_asked_again_until_retry_after(
-    orders, avro_body, make_order
-):
+def test_confluent_dead_registry_holds_the_event_and_backs_off(orders, avro_body, make_order):
+    # Not the producer's fault: never an InvalidEvent, and the registry is asked again
+    # only after a doubling backoff, not once per event.
     lookup, clock = FakeLookup({1: orders.schema, 2: orders.schema}), FakeClock()
     lookup.down = True
-    decoder = ConfluentDecoder(orders, lookup, retry_after=30.0, clock=clock)
+    decoder = confluent_decoder(orders, lookup, clock, first_backoff=1.0, max_backoff=4.0)
     body = avro_body(orders.schema, make_order())
     for _ in range(1000):
-        assert reason_of(decoder, confluent(1, body)) is Reason.REGISTRY_UNAVAILABLE
-        assert reason_of(decoder, confluent(2, body)) is Reason.REGISTRY_UNAVAILABLE
-    assert lookup.calls == [1]  # one timeout per retry_after, not one per event or per id
+        assert pending_of(decoder, confluent(1, body)) is HoldReason.REGISTRY_UNREACHABLE
+    assert lookup.calls == [1]
+    for step in (1.0, 2.0, 4.0, 4.0):  # 1 s, 2 s, then capped at 4 s
+        clock.now += step - 0.01
+        assert pending_of(decoder, confluent(1, body)) is HoldReason.REGISTRY_UNREACHABLE
+        calls = len(lookup.calls)
+        clock.now += 0.01
+        assert pending_of(decoder, confluent(1, body)) is HoldReason.REGISTRY_UNREACHABLE
+        assert len(lookup.calls) == calls + 1
     lookup.down = False
-    clock.now += 30.0
-    assert decoder.decode(confluent(2, body))[0] == make_order()
+    clock.now += 4.0
     assert decoder.decode(confluent(1, body))[0] == make_order()
-    assert lookup.calls == [1, 2, 1]
+    assert decoder.decode(confluent(2, body))[0] == make_order()
+    assert decoder.writers.keys() == {"id:1", "id:2"}
 
 
 def test_confluent_cached_ids_keep_decoding_while_the_registry_is_down(
     orders, avro_body, make_order
 ):
     lookup = FakeLookup({1: orders.schema})
-    decoder = ConfluentDecoder(orders, lookup)
+    decoder = confluent_decoder(orders, lookup)
     payload = confluent(1, avro_body(orders.schema, make_order()))
     decoder.decode(payload)
     lookup.down = True
@@ -303,20 +350,18 @@ def test_confluent_cached_ids_keep_decoding_while_the_registry_is_down(
     assert lookup.calls == [1]
 
 
-def test_confluent_lookup_that_raises_something_else_counts_as_unavailable(orders) -> None:
+def test_confluent_lookup_that_raises_something_else_counts_as_unreachable(orders) -> None:
     class Broken:
         def get_schema_str(self, schema_id: int) -> str:
             raise RuntimeError("bug")
 
-    assert (
-        reason_of(ConfluentDecoder(orders, Broken()), confluent(1, b""))
-        is Reason.REGISTRY_UNAVAILABLE
-    )
+    decoder = confluent_decoder(orders, Broken())
+    assert pending_of(decoder, confluent(1, b"")) is HoldReason.REGISTRY_UNREACHABLE
 
 
 @pytest.mark.parametrize("schema_str", ['{"type": "object"}', "syntax = 'proto3';", "{"])
 def test_confluent_schema_that_is_not_avro_is_unknown(orders, schema_str) -> None:
-    decoder = ConfluentDecoder(orders, FakeLookup({4: schema_str}))
+    decoder = confluent_decoder(orders, FakeLookup({4: schema_str}))
     assert reason_of(decoder, confluent(4, b"\x00")) is Reason.UNKNOWN_SCHEMA
     assert decoder.writers == {}
 
@@ -324,18 +369,19 @@ def test_confluent_schema_that_is_not_avro_is_unknown(orders, schema_str) -> Non
 @pytest.mark.parametrize("payload", [b"\x01\x00\x00\x00\x01\x02", b"\x00\x00\x00\x01", b"\x00"])
 def test_confluent_bad_magic_byte_or_short_header_is_bad_framing(orders, payload) -> None:
     lookup = FakeLookup({1: orders.schema})
-    assert reason_of(ConfluentDecoder(orders, lookup), payload) is Reason.BAD_FRAMING
+    assert reason_of(confluent_decoder(orders, lookup), payload) is Reason.BAD_FRAMING
     assert lookup.calls == []
 
 
 def test_confluent_decode_error_after_a_known_id(orders) -> None:
-    decoder = ConfluentDecoder(orders, FakeLookup({1: orders.schema}))
+    decoder = confluent_decoder(orders, FakeLookup({1: orders.schema}))
     assert reason_of(decoder, confluent(1, b"\x02a")) is Reason.DECODE_ERROR
 
 
 def test_confluent_writers_are_bounded_and_overflow_is_still_cached(orders, avro_body, make_order):
     lookup = FakeLookup({i: orders.schema for i in range(1, 6)})
-    decoder = ConfluentDecoder(orders, lookup, max_writer_schemas=2)
+    # The resolver remembers only 2 schema texts, so an id the decoder evicted is asked again.
+    decoder = confluent_decoder(orders, lookup, max_writer_schemas=2, max_remembered=2)
     body = avro_body(orders.schema, make_order())
     for _ in range(3):
         for schema_id in range(1, 5):
@@ -357,7 +403,7 @@ def test_confluent_decodes_what_confluents_serializer_wrote(orders, make_order) 
     serializer = AvroSerializer(lookup.client, json.dumps(orders.schema))
     ctx = SerializationContext("orders", MessageField.VALUE)
     payload = serializer(make_order(), ctx)
-    decoder = ConfluentDecoder(orders, lookup)
+    decoder = confluent_decoder(orders, lookup)
     for _ in range(5):
         record, writer = decoder.decode(payload)
         assert record == make_order()
@@ -371,7 +417,7 @@ def test_confluent_decodes_what_confluents_serializer_wrote(orders, make_order) 
 def test_registry_schema_of_another_type_is_unknown(orders) -> None:
     lookup = ConfluentRegistryLookup({"url": "mock://tidemark-unit-json"})
     schema_id = lookup.client.register_schema("orders-value", Schema('{"type":"object"}', "JSON"))
-    decoder = ConfluentDecoder(orders, lookup)
+    decoder = confluent_decoder(orders, lookup)
     assert reason_of(decoder, confluent(schema_id, b"{}")) is Reason.UNKNOWN_SCHEMA
     assert lookup.counts()["not_found"] == 1
 
@@ -401,7 +447,7 @@ def test_any_order_round_trips_through_every_decoder(orders, orders_v2, avro_bod
     body = avro_body(orders.schema, record)
     raw = RawAvroDecoder(orders)
     single = SingleObjectDecoder(orders, [orders_v2])
-    conf = ConfluentDecoder(orders, FakeLookup({1: orders.schema, 2: orders_v2}))
+    conf = confluent_decoder(orders, FakeLookup({1: orders.schema, 2: orders_v2}))
     assert raw.decode(body)[0] == record
     assert single.decode(b"\xc3\x01" + orders.fingerprint + body)[0] == record
     assert conf.decode(confluent(1, body))[0] == record
@@ -417,8 +463,8 @@ def _decoders(orders: Contract, payments: Contract, orders_v2: dict[str, Any], b
         RawAvroDecoder(payments),
         SingleObjectDecoder(orders, [orders_v2, bad]),
         SingleObjectDecoder(payments),
-        ConfluentDecoder(orders, lookup),
-        ConfluentDecoder(payments, FakeLookup({1: payments.schema, 2: orders.schema})),
+        confluent_decoder(orders, lookup),
+        confluent_decoder(payments, FakeLookup({1: payments.schema, 2: orders.schema})),
     ]
 
 
@@ -558,10 +604,12 @@ def test_registry_connection_refused_is_unavailable_without_a_long_stall() -> No
     assert lookup.counts() == {"ok": 0, "not_found": 0, "error": 1}
 
 
-def test_confluent_decoder_with_a_failing_registry_asks_once(registry, orders) -> None:
+def test_confluent_decoder_with_a_failing_registry_asks_each_id_once(registry, orders) -> None:
     host = registry(503, {"error_code": 50301, "message": "overloaded"})
     lookup = ConfluentRegistryLookup({"url": f"http://{host}"})
-    decoder = ConfluentDecoder(orders, lookup)
+    decoder = confluent_decoder(orders, lookup)
     for schema_id in (1, 2, 1, 2, 3):
-        assert reason_of(decoder, confluent(schema_id, b"\x00")) is Reason.REGISTRY_UNAVAILABLE
-    assert lookup.counts() == {"ok": 0, "not_found": 0, "error": 1}
+        assert pending_of(decoder, confluent(schema_id, b"\x00")) is (
+            HoldReason.REGISTRY_UNREACHABLE
+        )
+    assert lookup.counts() == {"ok": 0, "not_found": 0, "error": 3}
