@@ -8,6 +8,7 @@ snapshot, and a slow or unreachable broker only makes the snapshot older.
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Callable
@@ -34,7 +35,8 @@ class LagTracker:
         conf = {k: v for k, v in kafka_conf.items() if k not in ("group.id", "on_commit")}
         conf["group.id"] = "tidemark-lag-probe"  # required by the client; never joins
         conf["enable.auto.commit"] = False
-        self._client = Consumer(conf)
+        # Its connection errors are logged like the main consumer's, not to stderr.
+        self._client = Consumer(conf, logger=logging.getLogger("tidemark.librdkafka"))
         self._pipeline = pipeline
         self._health = health
         self._interval = interval
@@ -53,7 +55,8 @@ class LagTracker:
     def stop(self) -> None:
         self._stop.set()
         self._wake.set()
-        self._thread.join(timeout=10)
+        if self._thread.is_alive():
+            self._thread.join(timeout=10)
         self._client.close()
 
     def _owned(self) -> list[tuple[str, int]]:
