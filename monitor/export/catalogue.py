@@ -336,7 +336,7 @@ METRICS: tuple[MetricSpec, ...] = (
         "gauge",
         PP,
         "1 for a partition whose assignment was lost (e.g. in a broker outage): its last "
-        "watermark stays exported until this instance is assigned partitions again.",
+        "watermark stays exported until this instance's next assignment.",
         partition(lambda p: 1 if p.orphaned else 0),
     ),
     MetricSpec(
