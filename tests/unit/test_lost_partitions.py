@@ -143,9 +143,7 @@ def test_reassigned_partition_is_exported_without_a_gap_while_reading_back() -> 
     pipeline.assign(TOPIC, 0, NOW + 60, start=0, warmup_until=10)  # read-back from 0
     pipeline.process_batch([Msg(TOPIC, 0, 0, order(NOW - 10))], NOW + 60)
     samples = scrape(pipeline, NOW + 60)
-    assert _values(samples, "tidemark_partition_watermark_timestamp_seconds") == {
-        "0": NOW - 1 - 5
-    }
+    assert _values(samples, "tidemark_partition_watermark_timestamp_seconds") == {"0": NOW - 1 - 5}
     assert _values(samples, "tidemark_partition_orphaned") == {"0": 0.0}
     assert samples["tidemark_assigned_partitions"][0][1] == 1
     assert samples["tidemark_freshness_seconds"][0][1] == pytest.approx(66.0)
