@@ -124,7 +124,6 @@ class Orphan:
     max_event_time: float
     last_event_at: float
     idle: bool
-    lost_at: float
 
 
 @dataclass(slots=True)
@@ -173,7 +172,6 @@ class ProductClock:
             max_event_time=clock.max_event_time,
             last_event_at=clock.last_event_at,
             idle=clock.is_idle(now, high_watermark),
-            lost_at=now,
         )
 
     def keep_orphans(self, assigned: set[int]) -> list[int]:
