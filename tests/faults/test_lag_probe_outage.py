@@ -102,3 +102,29 @@ def test_snapshot_time_stands_still_and_kafka_is_unreachable_while_every_broker_
     finally:
         _all_brokers(broker, up=True)
         tracker.stop()
+
+
+def test_one_broker_down_is_not_an_outage(broker: MockBroker) -> None:
+    """A partition whose leader is gone fails its query; the cluster still answers."""
+    topic = broker.new_topic(3, "lag-one-down")
+    for p in range(3):
+        broker.produce(topic, p, b"x")
+    broker.flush()
+    pipeline = _pipeline(topic, 3)
+    health = HealthState(liveness_limit=60)
+    tracker = LagTracker({"bootstrap.servers": broker.bootstrap}, pipeline, health, INTERVAL)
+    try:
+        tracker.refresh()
+        first = health.lag_snapshot_at
+        before = dict(pipeline.high_watermarks[topic])
+        assert len(before) == 3
+        broker.cluster.set_broker_up(1, False)
+        tracker.refresh()
+        failed = sum(health.loop.kafka_errors.values())
+        assert failed >= 1, "no partition was led by broker 1: the test proves nothing"
+        assert health.kafka.reachable  # the others answered: not an outage
+        assert health.lag_snapshot_at == first  # but the snapshot is not complete
+        assert pipeline.high_watermarks[topic] == before  # failed ones keep their old end
+    finally:
+        broker.cluster.set_broker_up(1, True)
+        tracker.stop()
