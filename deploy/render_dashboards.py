@@ -206,9 +206,10 @@ def oncall() -> dict[str, Any]:
     b.add("timeseries", "Schema drift by verdict (events/s)", [_target(
         f"sum by (product, verdict) (rate(tidemark_schema_drift_events_total{{{P}}}[{RATE}]))",
         "{{product}} {{verdict}}")], unit="ops")
-    b.add("state-timeline", "Tidemark instances: alive and ready", [
+    b.add("state-timeline", "Tidemark instances: alive, Kafka reachable, ready", [
         _target("tidemark_up", "{{instance}} up"),
-        _target("tidemark_ready", "{{instance}} ready", ref="B")], w=24, h=6,
+        _target("tidemark_kafka_reachable", "{{instance}} Kafka reachable", ref="B"),
+        _target("tidemark_ready", "{{instance}} ready", ref="C")], w=24, h=6,
         defaults={"mappings": [{"type": "value", "options": {
             "0": {"text": "no", "color": "red"}, "1": {"text": "yes", "color": "green"}}}]})
     return b.json(_variables())

@@ -22,6 +22,20 @@ SLIS: dict[str, tuple[str, str]] = {
                      "tidemark_completeness_observed_events_total"),
 }
 
+def _owned_first(series: str) -> str:
+    """Per partition: the series of replicas that read it, else of those that lost it."""
+    by_partition = "max by (product, topic, partition)"
+    return (
+        f"{by_partition} (\n"
+        f"  {series}\n"
+        "  unless on (job, instance, product, topic, partition) "
+        "(tidemark_partition_orphaned == 1)\n"
+        ")\n"
+        "or\n"
+        f"{by_partition} ({series})\n"
+    )
+
+
 PRODUCT_RULES: list[dict[str, Any]] = [
     # Every replica exports the static series for every product: collapse them.
     {"record": "tidemark:data_product_info:max",
@@ -30,16 +44,24 @@ PRODUCT_RULES: list[dict[str, Any]] = [
      "expr": "max by (product, sli) (tidemark_slo_objective_ratio)"},
     {"record": "tidemark:slo_threshold_seconds:max",
      "expr": "max by (product, sli) (tidemark_slo_threshold_seconds)"},
+    # One series per partition. A replica that lost its partitions in an outage keeps
+    # exporting their last watermark (tidemark_partition_orphaned == 1) so freshness
+    # keeps growing; once another replica reads such a partition, its series wins. A
+    # partition exported twice (a rebalance, two orphans) counts at its newest value.
+    {"record": "tidemark:partition_watermark_timestamp_seconds:max",
+     "expr": _owned_first("tidemark_partition_watermark_timestamp_seconds")},
+    {"record": "tidemark:partition_idle:max",
+     "expr": _owned_first("tidemark_partition_idle")},
     # Replicas own disjoint partitions: the product watermark is the oldest non-idle
     # partition watermark, or, when every partition is idle, the newest one (the data
     # really is that old).
     {"record": "tidemark:product_watermark_timestamp_seconds:min",
      "expr": "min by (product) (\n"
-             "  tidemark_partition_watermark_timestamp_seconds\n"
-             "  unless on (product, topic, partition) (tidemark_partition_idle == 1)\n"
+             "  tidemark:partition_watermark_timestamp_seconds:max\n"
+             "  unless on (product, topic, partition) (tidemark:partition_idle:max == 1)\n"
              ")\n"
              "or\n"
-             "max by (product) (tidemark_partition_watermark_timestamp_seconds)\n"},
+             "max by (product) (tidemark:partition_watermark_timestamp_seconds:max)\n"},
     {"record": "tidemark:product_freshness_seconds",
      "expr": "time() - tidemark:product_watermark_timestamp_seconds:min"},
     # max by partition first: during a rebalance two replicas may briefly export one.

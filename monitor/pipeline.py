@@ -163,6 +163,12 @@ class ProductPipeline:
         if self.completeness is not None:
             self.completeness.on_partitions_revoked({partition})
 
+    def lose(self, partition: int, now: float, high_watermark: int | None) -> None:
+        """Like revoke, but the clock keeps the partition's last watermark as an orphan."""
+        self.clock.lose(partition, now, high_watermark)
+        if self.completeness is not None:
+            self.completeness.on_partitions_revoked({partition})
+
     def _violation(self, reason: str) -> None:
         """A counted event that breaks the contract (the bad path only)."""
         self.stats.events += 1
@@ -354,6 +360,30 @@ class Pipeline:
         elif topic in self.manifests:
             self.manifests[topic].positions.pop(partition, None)
             self.manifests[topic].warmup_until.pop(partition, None)
+
+    def lose(self, topic: str, partition: int, now: float) -> None:
+        """The assignment was lost (no hand-over): orphan the partition's watermark."""
+        product = self.products.get(topic)
+        if product is not None:
+            product.lose(partition, now, self.high_watermarks.get(topic, {}).get(partition))
+        else:
+            self.revoke(topic, partition)
+
+    def keep_orphans(self, assigned: Iterable[tuple[str, int]]) -> list[tuple[str, int]]:
+        """Drop orphans that a new assignment does not include; returns them.
+
+        With the eager protocol the loop uses, an assignment is this member's
+        whole share: a lost partition missing from it is another member's now,
+        whose series are the true ones.
+        """
+        by_topic: dict[str, set[int]] = {}
+        for topic, partition in assigned:
+            by_topic.setdefault(topic, set()).add(partition)
+        dropped = []
+        for topic, product in self.products.items():
+            for p in product.clock.keep_orphans(by_topic.get(topic, set())):
+                dropped.append((topic, p))
+        return dropped
 
     def owns_partitions(self) -> bool:
         return any(p.clock.partitions for p in self.products.values()) or any(

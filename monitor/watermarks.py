@@ -39,6 +39,9 @@ class PartitionClock:
     position: int = -1  # next offset after the last counted event; -1 until known
     position_changed_at: float = NEG_INF
     warm_until: int = -1  # offsets below this are read-back: the watermark is not complete yet
+    # Seeded from this process's own last watermark of the partition (it was lost in a
+    # broker outage and came back): the read-back cannot make that watermark partial.
+    carried_over: bool = False
 
     def __post_init__(self) -> None:
         self.position_changed_at = self.assigned_at
@@ -96,7 +99,8 @@ class PartitionClock:
         True while the partition has no event time yet or is still reading back
         below its committed offset, and is not known to be caught up.
         """
-        unsettled = not self.has_watermark or self.position < self.warm_until
+        reading_back = self.position < self.warm_until and not self.carried_over
+        unsettled = not self.has_watermark or reading_back
         return unsettled and self.lag(high_watermark) != 0
 
     def is_stuck(self, now: float, high_watermark: int | None) -> bool:
@@ -105,13 +109,33 @@ class PartitionClock:
         return bool(lag) and now - self.position_changed_at >= self.settings.stuck_after
 
 
+@dataclass(frozen=True, slots=True)
+class Orphan:
+    """What this instance last knew of a partition whose assignment was lost.
+
+    A lost assignment (the group session expired, typically because no broker
+    answered) is not a hand-over: nobody may be reading the partition. Its last
+    watermark stays exported, so freshness keeps growing through an outage of
+    any length instead of vanishing; `idle` is frozen as it was when lost, so
+    the product watermark does not jump at that moment.
+    """
+
+    watermark: float
+    max_event_time: float
+    last_event_at: float
+    idle: bool
+
+
 @dataclass(slots=True)
 class ProductClock:
-    """The partitions of one product that this instance owns."""
+    """The partitions of one product that this instance owns, and those it lost."""
 
     settings: ClockSettings
     partitions: dict[int, PartitionClock] = field(default_factory=dict)
     emitted: float | None = None  # product watermark last reported; never goes back
+    # Lost partitions, kept until this instance's next assignment (which takes them
+    # back or shows another member owns them). Bounded by the topic's partitions.
+    orphans: dict[int, Orphan] = field(default_factory=dict)
 
     def assign(
         self, partition: int, now: float, position: int = -1, warm_until: int = -1
@@ -119,12 +143,50 @@ class ProductClock:
         clock = PartitionClock(
             self.settings, assigned_at=now, position=position, warm_until=warm_until
         )
+        orphan = self.orphans.pop(partition, None)
+        if orphan is not None:  # back after an outage: carry the watermark over, no gap
+            clock.max_event_time = orphan.max_event_time
+            clock.last_event_at = orphan.last_event_at
+            clock.carried_over = True
         self.partitions[partition] = clock
         return clock
 
     def revoke(self, partition: int) -> None:
+        """Handed over to another member: forget it, nothing of it is exported."""
         self.partitions.pop(partition, None)
-        if not self.partitions:
+        self.orphans.pop(partition, None)
+        self._forget_watermark_if_empty()
+
+    def lose(self, partition: int, now: float, high_watermark: int | None) -> None:
+        """Assignment lost, not handed over: keep its last exportable watermark as an orphan.
+
+        A partition still settling (no watermark, or a partly read-back one)
+        leaves nothing behind: its watermark was not exported either.
+        """
+        clock = self.partitions.pop(partition, None)
+        if clock is None or not clock.has_watermark or clock.is_settling(high_watermark):
+            self._forget_watermark_if_empty()
+            return
+        self.orphans[partition] = Orphan(
+            watermark=clock.watermark,
+            max_event_time=clock.max_event_time,
+            last_event_at=clock.last_event_at,
+            idle=clock.is_idle(now, high_watermark),
+        )
+
+    def keep_orphans(self, assigned: set[int]) -> list[int]:
+        """After a new assignment: orphans it does not include belong to another member.
+
+        Returns the partitions whose orphaned state was dropped.
+        """
+        dropped = [p for p in self.orphans if p not in assigned]
+        for p in dropped:
+            del self.orphans[p]
+        self._forget_watermark_if_empty()
+        return dropped
+
+    def _forget_watermark_if_empty(self) -> None:
+        if not self.partitions and not self.orphans:
             self.emitted = None
 
     def watermark(self, now: float, high_watermarks: Mapping[int, int]) -> float | None:
@@ -139,8 +201,9 @@ class ProductClock:
         When all partitions are idle the producer has stopped altogether and
         the newest data really is getting old, so the product watermark stays
         at the newest partition watermark and freshness grows.
+        Orphans (lost partitions) count with their last watermark and idleness.
         """
-        known: list[tuple[float, bool]] = []
+        known: list[tuple[float, bool]] = [(o.watermark, o.idle) for o in self.orphans.values()]
         for p, clock in self.partitions.items():
             high_watermark = high_watermarks.get(p)
             if clock.is_settling(high_watermark):

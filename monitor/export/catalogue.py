@@ -84,7 +84,7 @@ def product_by(
 
 
 def partition(value: Callable[[PartitionView], float | None]) -> Source:
-    """One series per assigned partition, labelled (product, topic, partition)."""
+    """One series per assigned or orphaned partition, labelled (product, topic, partition)."""
 
     def samples(s: Snapshot) -> Iterator[Sample]:
         for v in s.products:
@@ -340,6 +340,14 @@ METRICS: tuple[MetricSpec, ...] = (
         partition(lambda p: p.last_event_age),
     ),
     MetricSpec(
+        "tidemark_partition_orphaned",
+        "gauge",
+        PP,
+        "1 for a partition whose assignment was lost (e.g. in a broker outage): its last "
+        "watermark stays exported until this instance's next assignment.",
+        partition(lambda p: 1 if p.orphaned else 0),
+    ),
+    MetricSpec(
         "tidemark_consumer_lag_messages",
         "gauge",
         PP,
@@ -480,8 +488,16 @@ METRICS: tuple[MetricSpec, ...] = (
         "tidemark_ready",
         "gauge",
         (),
-        "1 when connected and holding a partition assignment.",
+        "1 when Kafka answers and the instance holds a partition assignment.",
         process(lambda s: 1 if s.ready else 0),
+    ),
+    MetricSpec(
+        "tidemark_kafka_reachable",
+        "gauge",
+        (),
+        "1 while a Kafka broker answers Tidemark (metadata, high watermarks, assignments); "
+        "0 from _ALL_BROKERS_DOWN or a lag snapshot nothing answered until the next answer.",
+        process(lambda s: 1 if s.kafka_reachable else 0),
     ),
     MetricSpec(
         "tidemark_poll_loop_heartbeat_timestamp_seconds",
@@ -494,8 +510,8 @@ METRICS: tuple[MetricSpec, ...] = (
         "tidemark_assigned_partitions",
         "gauge",
         ("product", "topic"),
-        "Partitions this instance owns.",
-        product(lambda v: len(v.partitions)),
+        "Partitions this instance owns (orphaned ones not counted).",
+        product(lambda v: sum(1 for p in v.partitions if not p.orphaned)),
     ),
     MetricSpec(
         "tidemark_kafka_errors",
@@ -537,7 +553,8 @@ METRICS: tuple[MetricSpec, ...] = (
         "tidemark_lag_snapshot_timestamp_seconds",
         "gauge",
         (),
-        "Wall-clock time of the newest background high-watermark snapshot.",
+        "Wall-clock time of the newest background high-watermark snapshot in which every "
+        "owned partition answered.",
         process(lambda s: s.lag_snapshot_at or None),
     ),
     MetricSpec(

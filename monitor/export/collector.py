@@ -82,6 +82,7 @@ class TidemarkCollector(Collector):
             loop=self._last.process.loop,
             alive=h.alive(now),
             ready=h.ready(now),
+            kafka_reachable=h.kafka.reachable,
             lag_snapshot_at=h.lag_snapshot_at,
             cached_scrapes=self.cached_scrapes,
             registry_lookups=self.registry_lookups() if self.registry_lookups else None,
@@ -118,6 +119,21 @@ class TidemarkCollector(Collector):
                         high_watermark=hw,
                     )
                 )
+            for p, o in product.clock.orphans.items():
+                parts.append(
+                    PartitionView(
+                        partition=str(p),
+                        watermark=o.watermark,
+                        max_event_time=o.max_event_time,
+                        idle=o.idle,
+                        stuck=False,
+                        last_event_age=(now - o.last_event_at) if o.last_event_at > 0 else None,
+                        lag=None,
+                        high_watermark=None,
+                        orphaned=True,
+                    )
+                )
+            parts.sort(key=lambda v: int(v.partition))
             writers = [(w.key, str(w.verdict)) for w in product.decoder.writers.values()]
             views.append(
                 ProductView(
@@ -133,7 +149,7 @@ class TidemarkCollector(Collector):
                 )
             )
         # The rest of the process view is filled in per scrape by _snapshot().
-        process = ProcessView(self.health.loop.copy(), False, False, 0.0, 0, None, None)
+        process = ProcessView(self.health.loop.copy(), False, False, False, 0.0, 0, None, None)
         return Snapshot(now, views, manifest_errors, process)
 
     def describe(self) -> Iterator[Metric]:

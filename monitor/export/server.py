@@ -594,12 +594,4 @@ def _listen(bind: str, port: int) -> socket.socket:
 
 
 def _why_not_ready(health: HealthState, now: float) -> str:
-    if health.stopping:
-        return "shutting down"
-    if not health.alive(now):
-        return "poll loop not running"
-    if not health.connected:
-        return "not connected to Kafka"
-    if not health.assigned:
-        return "connected, no partitions assigned yet"
-    return "starting"
+    return health.not_ready_reason(now) or "starting"

@@ -25,6 +25,7 @@ class PartitionView:
     last_event_age: float | None
     lag: int | None
     high_watermark: int | None
+    orphaned: bool = False  # lost in an outage: its last known state, no longer read
 
 
 @dataclass(slots=True)
@@ -49,6 +50,7 @@ class ProcessView:
     loop: LoopStats
     alive: bool
     ready: bool
+    kafka_reachable: bool
     lag_snapshot_at: float
     cached_scrapes: int
     registry_lookups: dict[str, int] | None  # None: no registry configured

@@ -8,6 +8,7 @@ snapshot, and a slow or unreachable broker only makes the snapshot older.
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Callable
@@ -34,7 +35,8 @@ class LagTracker:
         conf = {k: v for k, v in kafka_conf.items() if k not in ("group.id", "on_commit")}
         conf["group.id"] = "tidemark-lag-probe"  # required by the client; never joins
         conf["enable.auto.commit"] = False
-        self._client = Consumer(conf)
+        # Its connection errors are logged like the main consumer's, not to stderr.
+        self._client = Consumer(conf, logger=logging.getLogger("tidemark.librdkafka"))
         self._pipeline = pipeline
         self._health = health
         self._interval = interval
@@ -53,7 +55,8 @@ class LagTracker:
     def stop(self) -> None:
         self._stop.set()
         self._wake.set()
-        self._thread.join(timeout=10)
+        if self._thread.is_alive():
+            self._thread.join(timeout=10)
         self._client.close()
 
     def _owned(self) -> list[tuple[str, int]]:
@@ -65,18 +68,25 @@ class LagTracker:
             ]
 
     def refresh(self) -> None:
-        snapshot: dict[str, dict[int, int]] = {}
-        answered = False
+        """Take one snapshot; publish it, and its time, only when every partition answered.
+
+        A failed query keeps the partition's previous end (an old answer beats
+        a wrong zero lag). When the first query fails before any answered, a
+        metadata request tells a dead partition leader from a cluster that
+        does not answer at all; in the latter case the refresh stops there:
+        Kafka is marked unreachable and the old snapshot stays as it is.
+        """
         timeout = max(1.0, min(self._interval, 10.0))
         owned = self._owned()
         if not owned:
-            # Nothing assigned yet: a metadata request still tells whether the
-            # cluster answers, so /readyz can say which of the two is missing.
-            try:
-                self._client.list_topics(timeout=timeout)
-                self._health.connected = True
-            except KafkaException:
-                self._health.connected = False
+            # Nothing assigned: a metadata request still tells whether the cluster
+            # answers, so /readyz can say which of the two is missing.
+            if self._probe(timeout):
+                self._pipeline.high_watermarks = {}
+                self._health.lag_snapshot_at = self._clock()
+            return
+        snapshot: dict[str, dict[int, int]] = {}
+        answered, complete = False, True
         for topic, partition in owned:
             if self._stop.is_set():
                 return
@@ -85,6 +95,7 @@ class LagTracker:
                     TopicPartition(topic, partition), timeout=timeout, cached=False
                 )
             except KafkaException as exc:
+                complete = False
                 err = exc.args[0]
                 with self._pipeline.lock:
                     self._health.loop.kafka_errors[err.name()] += 1
@@ -94,17 +105,35 @@ class LagTracker:
                     partition=partition,
                     error=err.str(),
                 )
-                # Keep the previous value: an old answer beats a wrong zero lag.
+                if not answered and not self._probe(timeout):
+                    return  # nothing answers: keep the previous snapshot whole
+                answered = True  # the probe answered
                 previous = self._pipeline.high_watermarks.get(topic, {}).get(partition)
                 if previous is not None:
                     snapshot.setdefault(topic, {})[partition] = previous
                 continue
             snapshot.setdefault(topic, {})[partition] = high
-            answered = True
+            if not answered:
+                answered = True
+                self._answered()
         self._pipeline.high_watermarks = snapshot
-        self._health.lag_snapshot_at = self._clock()
-        if answered:
-            self._health.connected = True
+        if complete:
+            self._health.lag_snapshot_at = self._clock()
+
+    def _probe(self, timeout: float) -> bool:
+        """Ask the cluster for metadata; record whether any broker answered."""
+        try:
+            self._client.list_topics(timeout=timeout)
+        except KafkaException as exc:
+            if self._health.kafka.failed(self._clock()):
+                log.warning("kafka_unreachable", via="lag_probe", error=exc.args[0].str())
+            return False
+        self._answered()
+        return True
+
+    def _answered(self) -> None:
+        if self._health.kafka.answered(self._clock()):
+            log.info("kafka_reachable", via="lag_probe")
 
     def _run(self) -> None:
         while not self._stop.is_set():

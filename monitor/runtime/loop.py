@@ -99,8 +99,16 @@ class ConsumeLoop:
                 self.offsets.assigned(key, group_offset, resume)
                 starts.append(TopicPartition(tp.topic, tp.partition, start))
                 resumes[key] = resume
+            # Orphans of an earlier loss that this share does not include are another
+            # member's now: its series are the true ones, ours would only be stale.
+            released = self.pipeline.keep_orphans((tp.topic, tp.partition) for tp in committed)
             self.health.assigned = self.pipeline.owns_partitions()
             self.health.connected = True
+            recovered = self.health.kafka.answered(now)  # only a coordinator assigns
+        if recovered:
+            log.info("kafka_reachable", via="assignment")
+        if released:
+            log.info("orphaned_partitions_released", partitions=len(released))
         for tp in starts:
             log.info(
                 "partition_assigned",
@@ -131,11 +139,21 @@ class ConsumeLoop:
                 continue
         return counts
 
-    def _drop(self, partitions: list[TopicPartition]) -> None:
-        """Forget revoked or lost partitions: their state and their series go."""
+    def _drop(self, partitions: list[TopicPartition], *, lost: bool = False) -> None:
+        """Give up revoked or lost partitions; nothing of them is committed any more.
+
+        Revoked partitions were handed over: their state and series go. Lost
+        ones were not (the session expired, usually because no broker
+        answered): their last watermark stays exported as an orphan, so
+        freshness keeps growing through the outage instead of vanishing.
+        """
+        now = self.clock()
         with self.pipeline.lock:
             for tp in partitions:
-                self.pipeline.revoke(tp.topic, tp.partition)
+                if lost:
+                    self.pipeline.lose(tp.topic, tp.partition, now)
+                else:
+                    self.pipeline.revoke(tp.topic, tp.partition)
                 self.offsets.forget((tp.topic, tp.partition))
             self.health.assigned = self.pipeline.owns_partitions()
         if self.holds:  # resumes them in the client (outside the lock: it calls Kafka)
@@ -157,7 +175,7 @@ class ConsumeLoop:
 
     def _on_lost(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         # Lost, not revoked: another member may own them already, so no commit.
-        self._drop(partitions)
+        self._drop(partitions, lost=True)
         log.warning("partitions_lost", count=len(partitions))
         consumer.unassign()
 
@@ -281,7 +299,11 @@ class ConsumeLoop:
             )
 
     def error_cb(self, err: KafkaError) -> None:
-        """Client-level errors (broker down, auth failure): counted and logged."""
-        if err.code() == KafkaError._ALL_BROKERS_DOWN:
-            self.health.connected = False
+        """Client-level errors (broker down, auth failure): counted and logged.
+
+        _ALL_BROKERS_DOWN makes the instance not ready at once; the lag tracker
+        (or the next assignment) says when a broker answers again.
+        """
+        if err.code() == KafkaError._ALL_BROKERS_DOWN and self.health.kafka.failed(self.clock()):
+            log.warning("kafka_unreachable", via="all_brokers_down")
         self._count_error(err)

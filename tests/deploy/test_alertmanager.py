@@ -87,6 +87,16 @@ ROUTES = [
     ),
     (
         {
+            "alertname": "TidemarkKafkaUnreachable",
+            "severity": "page",
+            "category": "monitor",
+            "owner": "data-platform",
+            "instance": "tidemark-1:9308",
+        },
+        "platform-pager",
+    ),
+    (
+        {
             "alertname": "TidemarkDown",
             "severity": "ticket",
             "category": "monitor",

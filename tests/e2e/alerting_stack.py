@@ -229,14 +229,15 @@ class Prometheus:
 
 
 def copy_rules(dest: Path, max_for: str) -> Path:
-    """Copy the shipped rule files, clamping every `for:` to at most `max_for`."""
+    """Copy the shipped rule files, clamping every `for:` and `keep_firing_for:` to `max_for`."""
     dest.mkdir(parents=True, exist_ok=True)
     limit = seconds(max_for)
     for path in sorted(RULES.glob("*.yml")):
         doc = yaml.safe_load(path.read_text())
         for group in doc["groups"]:
             for rule in group["rules"]:
-                if "for" in rule and seconds(rule["for"]) > limit:
-                    rule["for"] = max_for
+                for key in ("for", "keep_firing_for"):
+                    if key in rule and seconds(rule[key]) > limit:
+                        rule[key] = max_for
         (dest / path.name).write_text(yaml.safe_dump(doc, sort_keys=False))
     return dest

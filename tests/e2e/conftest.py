@@ -6,9 +6,10 @@ notification reached. `prometheus` loads the shipped rules and sends to it; it s
 job "tidemark" from a file_sd list the test sets with `prometheus.set_targets([...])`.
 
 Timings are shortened for tests, never the rules' logic: scrape and evaluation every
-1s, Alertmanager group_wait/group_interval 1s, and every `for:` in a temporary copy of
-the rule files clamped to `max_for` (default 2s), so e.g. TidemarkDataStale (`for: 5m`
-in production) fires ~2s after freshness crosses the threshold. Ask for other values
+1s, Alertmanager group_wait/group_interval 1s, and every `for:` (and `keep_firing_for:`)
+in a temporary copy of the rule files clamped to `max_for` (default 2s), so e.g.
+TidemarkDataStale (`for: 5m` in production) fires ~2s after freshness crosses the
+threshold. Ask for other values
 with `start_prometheus(max_for=...)`.
 
 Every test in this directory is marked `e2e`. Processes listen on free 127.0.0.1 ports

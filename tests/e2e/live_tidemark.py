@@ -28,13 +28,14 @@ from fastavro import parse_schema, schemaless_writer
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "tests" / "integration"))  # the harness package
 
-from harness import MockBroker, TidemarkProcess  # noqa: E402
+from harness import MockBroker, TansuBroker, TidemarkProcess  # noqa: E402
 
 __all__ = [
     "ORDERS_AVSC",
     "MockBroker",
     "Product",
     "StallableProducer",
+    "TansuBroker",
     "TidemarkProcess",
     "write_config",
 ]

@@ -56,6 +56,7 @@ def health() -> HealthState:
     state = HealthState(liveness_limit=60.0)
     state.loop.heartbeat = time.time()
     state.connected = state.assigned = True
+    state.kafka.answered(time.time())  # the broker has answered: ready once assigned
     return state
 
 
