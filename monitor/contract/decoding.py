@@ -14,29 +14,34 @@ import struct
 import time
 from collections import OrderedDict
 from collections.abc import Callable
+from dataclasses import dataclass
 from enum import StrEnum
 from io import BytesIO
 from typing import Any, Protocol
 
 from fastavro import parse_schema, schemaless_reader
+from fastavro._read_py import schemaless_reader as python_schemaless_reader
 
+from monitor.contract.hazards import is_recursive
 from monitor.contract.model import (
+    UNSAFE_PREFIX,
     Contract,
     Verdict,
     WriterSchema,
     canonical_form,
     classify,
     rabin_fingerprint,
+    unsafe_writer,
 )
 from monitor.contract.registry import RegistryUnavailable, SchemaLookup, SchemaNotFound
 from monitor.errors import ContractError
 
 Record = dict[str, Any]
-# (writer, schema the bytes are decoded with or None if incompatible, reader schema or None)
-_Entry = tuple[WriterSchema, Any, Any]
+Reader = Callable[..., Any]  # fastavro's schemaless_reader(fo, writer_schema, reader_schema)
 
 _CONFLUENT_ID = struct.Struct(">I")
 _MAX_NEGATIVE = 1024  # remembered unknown schema ids; random garbage must not grow memory
+DEFAULT_MAX_PAYLOAD = 1024 * 1024  # bytes; a decoded event costs up to ~100x its size
 
 
 class Reason(StrEnum):
@@ -48,6 +53,9 @@ class Reason(StrEnum):
     NULL_VALUE = "null_value"
     BAD_FRAMING = "bad_framing"
     INCOMPATIBLE_SCHEMA = "incompatible_schema"
+    PAYLOAD_TOO_LARGE = "payload_too_large"  # over the product's max_payload_bytes
+    UNSAFE_SCHEMA = "unsafe_schema"  # writer schema refused: see monitor.contract.hazards
+    NESTING_TOO_DEEP = "nesting_too_deep"  # a self-containing type nested past the limit
     MISSING_EVENT_TIME = "missing_event_time"  # raised by the pipeline
     BAD_EVENT_TIME = "bad_event_time"  # raised by the pipeline
 
@@ -59,7 +67,7 @@ class InvalidEvent(Exception):  # noqa: N818 - the name the pipeline uses
 
     def __init__(self, reason: Reason, writer: WriterSchema | None = None) -> None:
         self.reason = reason
-        self.writer = writer  # set for INCOMPATIBLE_SCHEMA, so drift can be counted
+        self.writer = writer  # set for INCOMPATIBLE/UNSAFE_SCHEMA, so drift can be counted
 
     def __str__(self) -> str:
         where = f" (writer schema {self.writer.key})" if self.writer is not None else ""
@@ -72,42 +80,67 @@ class Decoder(Protocol):
     def decode(self, payload: bytes | None) -> tuple[Record, WriterSchema]: ...
 
 
+@dataclass(frozen=True, slots=True)
+class _Entry:
+    """How the bodies of one writer schema are decoded, decided once per writer."""
+
+    writer: WriterSchema
+    schema: Any  # what the bytes are decoded with; None when they must not be
+    reader_schema: Any  # the contract when resolving a compatible writer, else None
+    read: Reader
+    refused: Reason  # why, when schema is None
+
+
 def _entry(contract: Contract, writer: WriterSchema) -> _Entry:
     if writer.verdict is Verdict.CONFORMING:
         # Same bytes as the contract: decode with the contract itself, which is
         # fastest (no resolution) and keeps the contract's logical types.
-        return (writer, contract.parsed, None)
-    if writer.verdict is Verdict.COMPATIBLE:
-        return (writer, writer.parsed, contract.parsed)
-    return (writer, None, None)
+        schema, reader_schema = contract.parsed, None
+    elif writer.verdict is Verdict.COMPATIBLE:
+        schema, reader_schema = writer.parsed, contract.parsed
+    else:
+        unsafe = any(r.startswith(UNSAFE_PREFIX) for r in writer.reasons)
+        refused = Reason.UNSAFE_SCHEMA if unsafe else Reason.INCOMPATIBLE_SCHEMA
+        return _Entry(writer, None, None, schemaless_reader, refused)
+    # fastavro's compiled reader recurses on the C stack: a self-containing type nested
+    # a few thousand levels deep would crash the process. The pure-Python reader stops
+    # at the recursion limit instead (RecursionError: nesting_too_deep).
+    deep = is_recursive(schema) or (reader_schema is not None and is_recursive(reader_schema))
+    read = python_schemaless_reader if deep else schemaless_reader
+    return _Entry(writer, schema, reader_schema, read, Reason.DECODE_ERROR)
 
 
 def _decode_body(payload: bytes, offset: int, entry: _Entry) -> tuple[Record, WriterSchema]:
-    writer, writer_schema, reader_schema = entry
+    writer_schema = entry.schema
     if writer_schema is None:
-        raise InvalidEvent(Reason.INCOMPATIBLE_SCHEMA, writer)
+        raise InvalidEvent(entry.refused, entry.writer)
     fo = BytesIO(payload)
     fo.seek(offset)
     try:
-        record: Record = schemaless_reader(fo, writer_schema, reader_schema)  # type: ignore[assignment]
+        record: Record = entry.read(fo, writer_schema, entry.reader_schema)
+    except RecursionError:
+        raise InvalidEvent(Reason.NESTING_TOO_DEEP) from None
     except Exception:  # fastavro raises a zoo of types on bad bytes; all mean the same
         raise InvalidEvent(Reason.DECODE_ERROR) from None
     if fo.tell() != len(payload):  # a garbage payload whose prefix happens to decode
         raise InvalidEvent(Reason.DECODE_ERROR)
-    return record, writer
+    return record, entry.writer
 
 
 class RawAvroDecoder:
     """Schemaless Avro written with exactly the contract (no framing, no schema id)."""
 
-    def __init__(self, contract: Contract) -> None:
+    def __init__(self, contract: Contract, *, max_payload_bytes: int = DEFAULT_MAX_PAYLOAD) -> None:
         writer = WriterSchema("contract", contract.parsed, Verdict.CONFORMING, ())
         self.writers: dict[str, WriterSchema] = {writer.key: writer}
         self._entry = _entry(contract, writer)
+        self._max_payload = max_payload_bytes
 
     def decode(self, payload: bytes | None) -> tuple[Record, WriterSchema]:
         if not payload:
             raise InvalidEvent(Reason.NULL_VALUE)
+        if len(payload) > self._max_payload:
+            raise InvalidEvent(Reason.PAYLOAD_TOO_LARGE)
         return _decode_body(payload, 0, self._entry)
 
 
@@ -124,9 +157,11 @@ class SingleObjectDecoder:
         writer_schemas: list[dict[str, Any]] | None = None,
         *,
         max_writer_schemas: int = 32,
+        max_payload_bytes: int = DEFAULT_MAX_PAYLOAD,
     ) -> None:
         self.writers: dict[str, WriterSchema] = {}
         self._by_fp: dict[bytes, _Entry] = {}
+        self._max_payload = max_payload_bytes
         for i, schema in enumerate([contract.schema, *(writer_schemas or [])]):
             try:
                 parsed = parse_schema(schema)
@@ -136,6 +171,12 @@ class SingleObjectDecoder:
                     f"writer_schemas[{i - 1}] listed for contract {contract.path} is not "
                     f"valid Avro: {exc}"
                 ) from None
+            unsafe = unsafe_writer(schema)
+            if unsafe:  # listed in config: the operator can fix it before we start
+                raise ContractError(
+                    f"writer_schemas[{i - 1}] listed for contract {contract.path}: "
+                    + "; ".join(r.removeprefix(UNSAFE_PREFIX) for r in unsafe)
+                )
             if fp in self._by_fp:
                 continue
             verdict, reasons = classify(contract, schema)
@@ -147,6 +188,8 @@ class SingleObjectDecoder:
     def decode(self, payload: bytes | None) -> tuple[Record, WriterSchema]:
         if not payload:
             raise InvalidEvent(Reason.NULL_VALUE)
+        if len(payload) > self._max_payload:
+            raise InvalidEvent(Reason.PAYLOAD_TOO_LARGE)
         if len(payload) < 10 or payload[0] != 0xC3 or payload[1] != 0x01:
             raise InvalidEvent(Reason.BAD_FRAMING)
         entry = self._by_fp.get(payload[2:10])
@@ -172,6 +215,7 @@ class ConfluentDecoder:
         retry_after: float = 30.0,
         clock: Callable[[], float] = time.monotonic,
         max_writer_schemas: int = 32,
+        max_payload_bytes: int = DEFAULT_MAX_PAYLOAD,
     ) -> None:
         self.writers: dict[str, WriterSchema] = {}
         self.writers_not_listed = 0  # writers decoded but left out of `writers` (full)
@@ -180,6 +224,7 @@ class ConfluentDecoder:
         self._retry_after = retry_after
         self._clock = clock
         self._max = max_writer_schemas
+        self._max_payload = max_payload_bytes
         self._by_id: dict[int, _Entry] = {}
         self._overflow: OrderedDict[int, _Entry] = OrderedDict()  # LRU beyond the limit
         self._unknown_until: dict[int, float] = {}
@@ -188,6 +233,8 @@ class ConfluentDecoder:
     def decode(self, payload: bytes | None) -> tuple[Record, WriterSchema]:
         if not payload:
             raise InvalidEvent(Reason.NULL_VALUE)
+        if len(payload) > self._max_payload:
+            raise InvalidEvent(Reason.PAYLOAD_TOO_LARGE)
         if len(payload) < 5 or payload[0] != 0:
             raise InvalidEvent(Reason.BAD_FRAMING)
         schema_id = _CONFLUENT_ID.unpack_from(payload, 1)[0]
