@@ -20,7 +20,7 @@ from io import BytesIO
 from typing import Any, Protocol
 
 from fastavro import parse_schema, schemaless_reader
-from fastavro._read_py import schemaless_reader as python_schemaless_reader
+from fastavro._read_py import schemaless_reader as python_reader
 
 from monitor.contract.hazards import is_recursive
 from monitor.contract.model import (
@@ -37,7 +37,6 @@ from monitor.contract.registry import RegistryUnavailable, SchemaLookup, SchemaN
 from monitor.errors import ContractError
 
 Record = dict[str, Any]
-Reader = Callable[..., Any]  # fastavro's schemaless_reader(fo, writer_schema, reader_schema)
 
 _CONFLUENT_ID = struct.Struct(">I")
 _MAX_NEGATIVE = 1024  # remembered unknown schema ids; random garbage must not grow memory
@@ -80,6 +79,15 @@ class Decoder(Protocol):
     def decode(self, payload: bytes | None) -> tuple[Record, WriterSchema]: ...
 
 
+# Every nesting level of a self-containing type costs at least one byte (a union index
+# or an array block count), and fastavro's compiled reader uses ~1.5 KB of C stack per
+# level (8 MB crashed at ~5000 levels). Up to this many bytes the nesting cannot reach
+# 1 MB of stack, so the compiled reader is safe; larger payloads of such schemas are
+# read by the pure-Python reader, which stops at the recursion limit (~200 levels).
+_COMPILED_SAFE_BYTES = 512
+_ANY_SIZE = 2**63
+
+
 @dataclass(frozen=True, slots=True)
 class _Entry:
     """How the bodies of one writer schema are decoded, decided once per writer."""
@@ -87,7 +95,7 @@ class _Entry:
     writer: WriterSchema
     schema: Any  # what the bytes are decoded with; None when they must not be
     reader_schema: Any  # the contract when resolving a compatible writer, else None
-    read: Reader
+    compiled_up_to: int  # payloads longer than this are read by the pure-Python reader
     refused: Reason  # why, when schema is None
 
 
@@ -101,23 +109,21 @@ def _entry(contract: Contract, writer: WriterSchema) -> _Entry:
     else:
         unsafe = any(r.startswith(UNSAFE_PREFIX) for r in writer.reasons)
         refused = Reason.UNSAFE_SCHEMA if unsafe else Reason.INCOMPATIBLE_SCHEMA
-        return _Entry(writer, None, None, schemaless_reader, refused)
-    # fastavro's compiled reader recurses on the C stack: a self-containing type nested
-    # a few thousand levels deep would crash the process. The pure-Python reader stops
-    # at the recursion limit instead (RecursionError: nesting_too_deep).
+        return _Entry(writer, None, None, _ANY_SIZE, refused)
     deep = is_recursive(schema) or (reader_schema is not None and is_recursive(reader_schema))
-    read = python_schemaless_reader if deep else schemaless_reader
-    return _Entry(writer, schema, reader_schema, read, Reason.DECODE_ERROR)
+    limit = _COMPILED_SAFE_BYTES if deep else _ANY_SIZE
+    return _Entry(writer, schema, reader_schema, limit, Reason.DECODE_ERROR)
 
 
 def _decode_body(payload: bytes, offset: int, entry: _Entry) -> tuple[Record, WriterSchema]:
     writer_schema = entry.schema
     if writer_schema is None:
         raise InvalidEvent(entry.refused, entry.writer)
+    read = schemaless_reader if len(payload) <= entry.compiled_up_to else python_reader
     fo = BytesIO(payload)
     fo.seek(offset)
     try:
-        record: Record = entry.read(fo, writer_schema, entry.reader_schema)
+        record: Record = read(fo, writer_schema, entry.reader_schema)  # type: ignore[assignment]
     except RecursionError:
         raise InvalidEvent(Reason.NESTING_TOO_DEEP) from None
     except Exception:  # fastavro raises a zoo of types on bad bytes; all mean the same
