@@ -60,14 +60,18 @@ UNSAFE = deepcopy(ORDERS)
 UNSAFE["fields"].append({"name": "pad", "type": {"type": "array", "items": "null"}, "default": []})
 
 FUZZ_EVENTS = 100_000  # per encoding
-THREAD_SHARE = 0.1  # of events that go to the self-containing contract
+THREAD_SHARE = 0.05  # of events that go to the self-containing contract
 SEED = 20261201
 MAX_PAYLOAD = 256 * 1024
 RSS_GROWTH_LIMIT = 96 * 1024 * 1024  # generous: the interpreter's own arenas move too
-WORST_EVENT_LIMIT = 1.0  # seconds; measured worst is ~10 ms even under load
+# Seconds. Unloaded the worst is a few ms (deep nesting in the pure-Python reader); on a
+# shared 2-core machine at load 6, scheduling and GC pauses reached ~1.3 s. On main, one
+# 12-byte event took 36 s and deep nesting killed the process.
+WORST_EVENT_LIMIT = 5.0
 ENCODINGS = ("avro-raw", "confluent", "avro-single-object")
 IDS = {1: ORDERS, 2: ORDERS_V2, 3: UNSAFE, 10: THREAD}  # the in-process registry
 NOW = time.time()
+FINGERPRINTS = {id(s): rabin_fingerprint(canonical_form(s)) for s in (ORDERS, ORDERS_V2, THREAD)}
 
 
 def rss_bytes() -> int:
@@ -217,7 +221,7 @@ def frame(encoding: str, body: bytes, schema: Any, rng: random.Random) -> bytes 
     if roll < 0.10:
         return b"\xc3\x01" + rng.randbytes(8) + body  # unknown fingerprint
     writer = ORDERS_V2 if roll < 0.15 and schema is ORDERS else schema
-    return b"\xc3\x01" + rabin_fingerprint(canonical_form(writer)) + body
+    return b"\xc3\x01" + FINGERPRINTS[id(writer)] + body
 
 
 def settings(encoding: str, tmp: Path) -> Settings:
@@ -351,7 +355,7 @@ def test_hostile_payloads_are_all_counted_in_bounded_time_and_memory(
     # The kinds really reached the guards they are aimed at (not all stopped at framing).
     assert orders["payload_too_large"] > 1000 and orders["decode_error"] > 10_000
     assert orders["conforming"] > 1000
-    assert threads["nesting_too_deep"] > 1000 and threads["conforming"] > 500
+    assert threads["nesting_too_deep"] > 500 and threads["conforming"] > 250
     if encoding == "confluent":
         assert orders["unsafe_schema"] > 100 and orders["unknown_schema"] > 100
         assert orders["bad_framing"] > 100
