@@ -155,7 +155,7 @@ class ProductConfig(_Model):
     max_future_skew: Seconds = 60.0
     max_writer_schemas: int = Field(default=32, ge=1, le=1000)
     # Larger events are counted as payload_too_large without being decoded: a decoded
-    # event can take ~100x its size in memory. 64 MiB is beyond any sane event.
+    # event can take ~200x its size in memory. 64 MiB is beyond any sane event.
     max_payload_bytes: ByteSize = Field(default=1024 * 1024, ge=16, le=64 * 1024 * 1024)
     freshness: FreshnessObjective = Field(default_factory=FreshnessObjective)
     conformance: ConformanceObjective = Field(default_factory=ConformanceObjective)

@@ -40,7 +40,7 @@ Record = dict[str, Any]
 
 _CONFLUENT_ID = struct.Struct(">I")
 _MAX_NEGATIVE = 1024  # remembered unknown schema ids; random garbage must not grow memory
-DEFAULT_MAX_PAYLOAD = 1024 * 1024  # bytes; a decoded event costs up to ~100x its size
+DEFAULT_MAX_PAYLOAD = 1024 * 1024  # bytes; a decoded event can cost ~200x its size in memory
 
 
 class Reason(StrEnum):

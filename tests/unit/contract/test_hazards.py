@@ -19,6 +19,7 @@ from fastavro import parse_schema, schemaless_reader, schemaless_writer
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from monitor.cli import main
 from monitor.config import ProductConfig
 from monitor.contract.decoding import (
     ConfluentDecoder,
@@ -232,3 +233,21 @@ def test_a_large_event_of_a_recursive_contract_decodes_as_the_compiled_reader_do
     decoded, _ = RawAvroDecoder(contract).decode(payload)
     assert decoded == schemaless_reader(io.BytesIO(payload), contract.parsed, None)
     assert decoded["at"] == datetime(2023, 11, 14, 22, 13, 20, 59_000, tzinfo=UTC)
+
+
+def test_validate_names_the_product_and_the_field_of_an_unbounded_array(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    contract = tmp_path / "clicks.avsc"
+    contract.write_text(
+        json.dumps(record("Click", ("at", "long"), ("marks", {"type": "array", "items": EMPTY})))
+    )
+    config = tmp_path / "c.yaml"
+    config.write_text(
+        "products:\n  - {name: clicks, owner: o, topic: t, contract: clicks.avsc,"
+        " encoding: avro-raw, event_time: at, max_payload_bytes: 64KiB}\n"
+    )
+    assert main(["validate", "--config", str(config)]) == 2
+    err = capsys.readouterr().err
+    assert "products[0].contract (clicks)" in err
+    assert "Click.marks[]: array of empty record Empty items can encode unbounded" in err
