@@ -1,51 +1,64 @@
-"""Fault tests: hostile inputs and broken surroundings, through the real pipeline.
+"""Fixtures for fault tests: the integration harness (real brokers, registry stand-in, daemon).
 
-The integration harness (tests/integration/harness: real brokers over TCP, the daemon
-as a subprocess, scraping) is reused, so tests here import `harness` and the
-integration helpers the same way tests in tests/integration do. Tests that talk to a
-broker use the `mock_only`/`broker`/`tidemark` fixtures re-exported below and are
-marked `integration`.
+Fault tests break one real part (a registry that hangs, answers slowly, refuses) and
+measure what Tidemark does meanwhile. They reuse tests/integration/harness, put on
+sys.path here as tests/e2e/live_tidemark.py does; every test here is marked
+`integration` (it talks to a real broker over TCP) and the Tansu runs also `tansu`.
 """
 
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
-_INTEGRATION = Path(__file__).resolve().parents[1] / "integration"
-if str(_INTEGRATION) not in sys.path:
-    sys.path.insert(0, str(_INTEGRATION))
+import pytest
 
-import pytest  # noqa: E402
-from harness.brokers import Broker, MockBroker  # noqa: E402
+_HERE = Path(__file__).parent
+sys.path.insert(0, str(_HERE.parent / "integration"))  # the harness and daemon_support
+
+from harness.brokers import Broker, MockBroker, TansuBroker  # noqa: E402
 from harness.daemon import TidemarkProcess  # noqa: E402
-
-__all__ = ["Broker", "TidemarkProcess"]
-
-from collections.abc import Callable, Iterator  # noqa: E402
-from typing import Any  # noqa: E402
+from harness.registry_server import RegistryServer  # noqa: E402
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    here = Path(__file__).parent
     for item in items:
-        if here in item.path.parents and {"mock_only", "tidemark"} & set(
-            getattr(item, "fixturenames", ())
-        ):
+        if _HERE in item.path.parents:
             item.add_marker(pytest.mark.integration)
 
 
 @pytest.fixture(scope="session")
 def mock_only() -> Iterator[Broker]:
-    """librdkafka's mock cluster (3 brokers) in the test process."""
     broker = MockBroker()
     yield broker
     broker.close()
 
 
+@pytest.fixture(scope="session")
+def tansu_only(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Broker]:
+    broker = TansuBroker(tmp_path_factory.mktemp("tansu") / "tansu.log")
+    yield broker
+    broker.close()
+
+
+@pytest.fixture(scope="session", params=["mock", pytest.param("tansu", marks=pytest.mark.tansu)])
+def broker(request: pytest.FixtureRequest) -> Broker:
+    """Each implementation in turn, as in tests/integration."""
+    chosen: Broker = request.getfixturevalue(f"{request.param}_only")
+    return chosen
+
+
+@pytest.fixture
+def registry() -> Iterator[RegistryServer]:
+    with RegistryServer() as server:
+        yield server
+
+
 @pytest.fixture
 def tidemark(tmp_path: Path) -> Iterator[Callable[..., TidemarkProcess]]:
-    """Start the daemon: `tidemark(config_path, env={...})` returns once /readyz is 200."""
+    """Start the daemon; returns once /readyz is 200. Stopped (then killed) at teardown."""
     started: list[TidemarkProcess] = []
 
     def start(
