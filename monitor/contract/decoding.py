@@ -20,7 +20,8 @@ from io import BytesIO
 from typing import Any, Protocol
 
 from fastavro import parse_schema, schemaless_reader
-from fastavro._read_py import schemaless_reader as python_reader
+from fastavro._read_py import read_data as python_read_data
+from fastavro.io.binary_decoder import BinaryDecoder
 
 from monitor.contract.hazards import is_recursive
 from monitor.contract.model import (
@@ -83,9 +84,72 @@ class Decoder(Protocol):
 # or an array block count), and fastavro's compiled reader uses ~1.5 KB of C stack per
 # level (8 MB crashed at ~5000 levels). Up to this many bytes the nesting cannot reach
 # 1 MB of stack, so the compiled reader is safe; larger payloads of such schemas are
-# read by the pure-Python reader, which stops at the recursion limit (~200 levels).
+# read by the pure-Python reader, which stops at the recursion limit (~100-250 levels).
 _COMPILED_SAFE_BYTES = 512
 _ANY_SIZE = 2**63
+_MAX_VARINT_BYTES = 10  # an Avro long (64 bits, zig-zag) never takes more
+
+
+class _BoundedDecoder(BinaryDecoder):
+    """fastavro's pure-Python decoder, with varints of at most 10 bytes.
+
+    Its own read_long accepts any number of continuation bytes, growing a Python int
+    as it goes: quadratic, so 1 MiB of 0xFF bytes took 93 s.
+    """
+
+    def __init__(self, fo: BytesIO) -> None:
+        super().__init__(fo)  # type: ignore[no-untyped-call]
+
+    def read_long(self) -> int:
+        read = self.fo.read
+        c = read(1)
+        if not c:
+            raise EOFError
+        b: int = c[0]
+        n = b & 0x7F
+        shift = 7
+        while b & 0x80:
+            if shift >= 7 * _MAX_VARINT_BYTES:
+                raise ValueError("varint longer than 10 bytes")
+            c = read(1)
+            if not c:
+                raise EOFError
+            b = c[0]
+            n |= (b & 0x7F) << shift
+            shift += 7
+        return (n >> 1) ^ -(n & 1)
+
+    read_int = read_long
+
+
+class _PythonReader:
+    """fastavro's pure-Python schemaless reader for one writer (and reader) schema.
+
+    Recursion here is Python recursion: RecursionError at the interpreter's limit
+    instead of a C stack overflow. The schemas are parsed once, not per event.
+    """
+
+    _OPTIONS: dict[str, Any] = {
+        "return_record_name": False,
+        "return_record_name_override": False,
+        "handle_unicode_errors": "strict",
+        "return_named_type": False,
+        "return_named_type_override": False,
+    }
+
+    def __init__(self, writer_schema: Any, reader_schema: Any) -> None:
+        self._named: dict[str, dict[str, Any]] = {"writer": {}, "reader": {}}
+        self._writer = parse_schema(writer_schema, self._named["writer"])
+        self._reader = (
+            parse_schema(reader_schema, self._named["reader"])
+            if reader_schema is not None and reader_schema != writer_schema
+            else None
+        )
+
+    def __call__(self, fo: BytesIO) -> Any:
+        return python_read_data(  # type: ignore[no-untyped-call]
+            _BoundedDecoder(fo), self._writer, self._named, self._reader, self._OPTIONS
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,7 +159,7 @@ class _Entry:
     writer: WriterSchema
     schema: Any  # what the bytes are decoded with; None when they must not be
     reader_schema: Any  # the contract when resolving a compatible writer, else None
-    compiled_up_to: int  # payloads longer than this are read by the pure-Python reader
+    python: _PythonReader | None  # for payloads over _COMPILED_SAFE_BYTES (recursive)
     refused: Reason  # why, when schema is None
 
 
@@ -109,21 +173,24 @@ def _entry(contract: Contract, writer: WriterSchema) -> _Entry:
     else:
         unsafe = any(r.startswith(UNSAFE_PREFIX) for r in writer.reasons)
         refused = Reason.UNSAFE_SCHEMA if unsafe else Reason.INCOMPATIBLE_SCHEMA
-        return _Entry(writer, None, None, _ANY_SIZE, refused)
+        return _Entry(writer, None, None, None, refused)
     deep = is_recursive(schema) or (reader_schema is not None and is_recursive(reader_schema))
-    limit = _COMPILED_SAFE_BYTES if deep else _ANY_SIZE
-    return _Entry(writer, schema, reader_schema, limit, Reason.DECODE_ERROR)
+    python = _PythonReader(schema, reader_schema) if deep else None
+    return _Entry(writer, schema, reader_schema, python, Reason.DECODE_ERROR)
 
 
 def _decode_body(payload: bytes, offset: int, entry: _Entry) -> tuple[Record, WriterSchema]:
     writer_schema = entry.schema
     if writer_schema is None:
         raise InvalidEvent(entry.refused, entry.writer)
-    read = schemaless_reader if len(payload) <= entry.compiled_up_to else python_reader
     fo = BytesIO(payload)
     fo.seek(offset)
     try:
-        record: Record = read(fo, writer_schema, entry.reader_schema)  # type: ignore[assignment]
+        python = entry.python
+        if python is not None and len(payload) > _COMPILED_SAFE_BYTES:
+            record: Record = python(fo)
+        else:
+            record = schemaless_reader(fo, writer_schema, entry.reader_schema)  # type: ignore[assignment]
     except RecursionError:
         raise InvalidEvent(Reason.NESTING_TOO_DEEP) from None
     except Exception:  # fastavro raises a zoo of types on bad bytes; all mean the same

@@ -251,3 +251,25 @@ def test_validate_names_the_product_and_the_field_of_an_unbounded_array(
     err = capsys.readouterr().err
     assert "products[0].contract (clicks)" in err
     assert "Click.marks[]: array of empty record Empty items can encode unbounded" in err
+
+
+def test_overlong_varints_cost_nothing_in_the_pure_python_reader() -> None:
+    """fastavro's pure-Python read_long takes any number of continuation bytes into an
+    ever larger int: 200 KB of 0xFF took 2.7 s, 1 MiB 93 s. Longs end at 10 bytes."""
+    decoder = RawAvroDecoder(Contract.from_schema(NODE))
+    for n in (11, 300_000):
+        payload = b"\xff" * n + b"\x01"
+        started = time.perf_counter()
+        with pytest.raises(InvalidEvent) as info:
+            decoder.decode(payload)
+        assert time.perf_counter() - started < 1.0
+        assert info.value.reason is Reason.DECODE_ERROR
+    # Ten bytes is the longest long there is: it still decodes (zig-zag 2**64 - 1).
+    longest = b"\xff" * 9 + b"\x01"
+    chain = (longest + b"\x02") * 50 + longest + b"\x00"  # 51 nodes, over 512 bytes
+    assert len(chain) > 512
+    node, _ = decoder.decode(chain)
+    for _ in range(50):
+        assert node["v"] == -(2**63)
+        node = node["next"]
+    assert node == {"v": -(2**63), "next": None}
