@@ -4,9 +4,9 @@ For each encoding (avro-raw, Confluent wire format, single-object), FUZZ_EVENTS
 payloads built from a fixed seed go through `Pipeline.process_batch` as real
 `confluent_kafka.Message` objects, wired by `build_pipeline` from a Settings object as
 the daemon does: random bytes, valid events truncated or with flipped bytes, huge and
-negative length prefixes, huge and negative array block counts, deep nesting under a
-self-containing contract, oversized payloads, wrong magic bytes and unknown schema
-ids/fingerprints. Asserted: no exception escapes, every event is counted under exactly
+negative length prefixes, overlong varints, huge and negative array block counts, deep
+nesting under a self-containing contract, oversized payloads, wrong magic bytes and
+unknown schema ids/fingerprints. Asserted: no exception escapes, every event is counted under exactly
 one outcome (events == conforming + sum(violations)), RSS (/proc/self/status) grows
 by less than a generous bound, and the slowest single event stays far from a stall.
 A smaller leg sends the same kinds of payloads through a real broker to the daemon.
@@ -163,6 +163,10 @@ class Hostile:
         negative = -self.rng.choice((1, 2, 127, 2**31, 2**62, 2**63))
         return zigzag(negative) + self.rng.randbytes(self.rng.randrange(0, 16))
 
+    def overlong_varint(self) -> bytes:
+        """Continuation bytes past Avro's 10-byte maximum (quadratic in a naive reader)."""
+        return b"\xff" * self.rng.choice((11, 1_000, 10_000)) + b"\x01"
+
     def huge_length_after_a_valid_prefix(self) -> bytes:
         body = self.valid()
         cut = self.rng.randrange(0, len(body))
@@ -195,9 +199,17 @@ ORDER_KINDS = (
     "huge_length",
     "negative_length",
     "huge_length_after_a_valid_prefix",
+    "overlong_varint",
     "oversized",
 )
-THREAD_KINDS = ("deep_nesting", "huge_block_count", "small_thread", "random_bytes", "truncated")
+THREAD_KINDS = (
+    "deep_nesting",
+    "huge_block_count",
+    "small_thread",
+    "random_bytes",
+    "truncated",
+    "overlong_varint",
+)
 
 
 def frame(encoding: str, body: bytes, schema: Any, rng: random.Random) -> bytes | None:
@@ -406,6 +418,7 @@ def test_hostile_payloads_through_a_real_broker_leave_the_daemon_counting(
     hostile = Hostile(random.Random(SEED), depths=(300, 1_000, 2_000), max_payload=BROKER_MAX)
     script = {  # kind -> how many (an oversized payload is big: a few are enough)
         "deep_nesting": 1000,
+        "overlong_varint": 20,
         "huge_block_count": 1000,
         "small_thread": 1000,
         "random_bytes": 1000,
