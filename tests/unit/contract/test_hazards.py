@@ -273,3 +273,20 @@ def test_overlong_varints_cost_nothing_in_the_pure_python_reader() -> None:
         assert node["v"] == -(2**63)
         node = node["next"]
     assert node == {"v": -(2**63), "next": None}
+
+
+def test_a_large_event_of_a_compatible_recursive_writer_is_resolved_by_the_python_reader() -> None:
+    contract = Contract.from_schema(NODE)
+    writer = record("Node", ("v", "int"), ("tag", "string"), ("next", ["null", "Node"]))
+    value: dict[str, Any] | None = None
+    for i in range(40):
+        value = {"v": i, "tag": "t" * 10, "next": value}
+    out = io.BytesIO()
+    schemaless_writer(out, parse_schema(writer), value)
+    payload = b"\xc3\x01" + rabin_fingerprint(canonical_form(writer)) + out.getvalue()
+    assert len(payload) > 512
+    decoded, used = SingleObjectDecoder(contract, [writer]).decode(payload)
+    assert used.verdict is Verdict.COMPATIBLE
+    expected = schemaless_reader(io.BytesIO(out.getvalue()), parse_schema(writer), contract.parsed)
+    assert decoded == expected
+    assert "tag" not in decoded and decoded["v"] == 39
