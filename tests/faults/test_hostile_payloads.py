@@ -6,9 +6,10 @@ payloads built from a fixed seed go through `Pipeline.process_batch` as real
 the daemon does: random bytes, valid events truncated or with flipped bytes, huge and
 negative length prefixes, overlong varints, huge and negative array block counts, deep
 nesting under a self-containing contract, oversized payloads, wrong magic bytes and
-unknown schema ids/fingerprints. Asserted: no exception escapes, every event is counted under exactly
-one outcome (events == conforming + sum(violations)), RSS (/proc/self/status) grows
-by less than a generous bound, and the slowest single event stays far from a stall.
+unknown schema ids/fingerprints. Asserted: no exception escapes, every event is
+counted under exactly one outcome (events == conforming + sum(violations)), RSS
+(/proc/self/status) grows by less than a generous bound, and the slowest single event
+stays far from a stall.
 A smaller leg sends the same kinds of payloads through a real broker to the daemon.
 """
 
