@@ -12,6 +12,9 @@ decoding work is bounded by the payload's length:
   only by the payload, and fastavro's compiled reader recurses on the C stack, so ~5000
   levels (10 KB) crash the process. Such schemas are legitimate; the decoder reads them
   with fastavro's pure-Python reader, which stops at Python's recursion limit instead.
+- a record that contains itself through record fields alone (no union, array or map
+  on the way): every value would contain another, so none can be written, and reading
+  one recurses without consuming bytes: one byte crashed the process. Refused.
 
 Both checks walk fastavro's *parsed* form (names fully qualified, named types listed
 under __named_schemas), once per contract or writer schema, never per event.
@@ -127,9 +130,61 @@ def _analyse(parsed: Any) -> _Walker:
     return walker
 
 
-def unbounded_arrays(parsed: Any) -> list[str]:
-    """One message per array of zero-byte items, naming its field path; [] if none."""
-    return _analyse(parsed).problems
+def unbounded_shapes(parsed: Any) -> list[str]:
+    """Why decoding this schema is unbounded, one message each, naming the field path:
+    arrays of zero-byte items and records that contain themselves unconditionally."""
+    return _analyse(parsed).problems + _infinite_records(parsed)
+
+
+def _direct_records(node: Any, named: dict[str, Any], path: str) -> list[tuple[str, str]]:
+    """(record name, field path) for the records a value of `node` always contains."""
+    if isinstance(node, str):
+        target = named.get(node)
+        if isinstance(target, dict) and target.get("type") in ("record", "error"):
+            return [(node, path)]
+        return []
+    if not isinstance(node, dict):  # a union: a branch index, and maybe no record at all
+        return []
+    kind = node.get("type")
+    if kind in ("record", "error"):
+        return [(str(node.get("name", "")), path)]
+    if isinstance(kind, dict | str) and kind not in ("array", "map"):
+        return _direct_records(kind, named, path) if isinstance(kind, dict) else []
+    return []  # arrays and maps may be empty
+
+
+def _infinite_records(parsed: Any) -> list[str]:
+    named = _named(parsed)
+    edges: dict[str, list[tuple[str, str]]] = {}
+    for name, node in named.items():
+        if isinstance(node, dict) and node.get("type") in ("record", "error"):
+            edges[name] = [
+                hit
+                for f in node.get("fields", [])
+                for hit in _direct_records(f.get("type"), named, f"{_short(name)}.{f.get('name')}")
+            ]
+    problems: list[str] = []
+    done: set[str] = set()
+
+    def visit(name: str, stack: list[str]) -> None:
+        if name in done:
+            return
+        stack.append(name)
+        for target, path in edges.get(name, []):
+            if target in stack:
+                problems.append(
+                    f"{path}: record {_short(target)} contains itself in every value (no "
+                    "union, array or map breaks the cycle), so no value can be written and "
+                    "reading one would recurse forever"
+                )
+            else:
+                visit(target, stack)
+        stack.pop()
+        done.add(name)
+
+    for name in edges:
+        visit(name, [])
+    return problems
 
 
 def is_recursive(parsed: Any) -> bool:

@@ -12,7 +12,7 @@ from fastavro import parse_schema
 from fastavro.schema import fingerprint, to_parsing_canonical_form
 
 from monitor.contract.compat import AvroJson, incompatibilities, parse_avro
-from monitor.contract.hazards import unbounded_arrays
+from monitor.contract.hazards import unbounded_shapes
 from monitor.errors import ContractError
 
 _RABIN = "CRC-64-AVRO"
@@ -76,7 +76,7 @@ class Contract:
             parsed = parse_schema(schema)
         except Exception as exc:  # fastavro raises several exception types here
             raise ContractError(f"contract {path}: not a valid Avro schema: {exc}") from None
-        unbounded = unbounded_arrays(parsed)
+        unbounded = unbounded_shapes(parsed)
         if unbounded:
             raise ContractError(f"contract {path}: {'; '.join(unbounded)}")
         try:
@@ -136,7 +136,7 @@ def unsafe_writer(writer_schema: AvroJson) -> tuple[str, ...]:
         parsed = parse_schema(writer_schema)
     except Exception:  # classify reports unparseable writers on its own
         return ()
-    return tuple(UNSAFE_PREFIX + problem for problem in unbounded_arrays(parsed))
+    return tuple(UNSAFE_PREFIX + problem for problem in unbounded_shapes(parsed))
 
 
 def classify(contract: Contract, writer_schema: AvroJson) -> tuple[Verdict, tuple[str, ...]]:

@@ -59,6 +59,14 @@ THREAD = {
 # A writer a registry may hand out: readable-looking, but an array of nothing.
 UNSAFE = deepcopy(ORDERS)
 UNSAFE["fields"].append({"name": "pad", "type": {"type": "array", "items": "null"}, "default": []})
+# And one whose record holds itself in every value: reading it never ends (SIGSEGV on main).
+ENDLESS = deepcopy(ORDERS)
+ENDLESS["fields"].append(
+    {
+        "name": "loop",
+        "type": {"type": "record", "name": "Loop", "fields": [{"name": "x", "type": "Loop"}]},
+    }
+)
 
 FUZZ_EVENTS = 100_000  # per encoding
 THREAD_SHARE = 0.05  # of events that go to the self-containing contract
@@ -70,7 +78,7 @@ RSS_GROWTH_LIMIT = 96 * 1024 * 1024  # generous: the interpreter's own arenas mo
 # 12-byte event took 36 s and deep nesting killed the process.
 WORST_EVENT_LIMIT = 5.0
 ENCODINGS = ("avro-raw", "confluent", "avro-single-object")
-IDS = {1: ORDERS, 2: ORDERS_V2, 3: UNSAFE, 10: THREAD}  # the in-process registry
+IDS = {1: ORDERS, 2: ORDERS_V2, 3: UNSAFE, 4: ENDLESS, 10: THREAD}  # in-process registry
 NOW = time.time()
 FINGERPRINTS = {id(s): rabin_fingerprint(canonical_form(s)) for s in (ORDERS, ORDERS_V2, THREAD)}
 
@@ -226,7 +234,7 @@ def frame(encoding: str, body: bytes, schema: Any, rng: random.Random) -> bytes 
         if roll < 0.10:
             return b"\x00" + struct.pack(">I", rng.randrange(2**32)) + body  # unknown id
         if roll < 0.15:
-            return b"\x00" + struct.pack(">I", rng.choice((2, 3))) + body  # drift / unsafe
+            return b"\x00" + struct.pack(">I", rng.choice((2, 3, 4))) + body  # drift / unsafe
         schema_id = 10 if schema is THREAD else 1
         return b"\x00" + struct.pack(">I", schema_id) + body
     if roll < 0.05:

@@ -28,7 +28,7 @@ from monitor.contract.decoding import (
     Reason,
     SingleObjectDecoder,
 )
-from monitor.contract.hazards import is_recursive, unbounded_arrays
+from monitor.contract.hazards import is_recursive, unbounded_shapes
 from monitor.contract.model import Contract, Verdict, canonical_form, rabin_fingerprint
 from monitor.errors import ContractError
 
@@ -86,7 +86,7 @@ def test_zero_byte_items_are_found_inside_unions_maps_and_nested_records() -> No
         ("by_key", {"type": "map", "values": {"type": "array", "items": EMPTY}}),
         ("again", {"type": "array", "items": "t.Empty"}),  # a reference, not a definition
     )
-    assert [p.split(":")[0] for p in unbounded_arrays(parse_schema(schema))] == [
+    assert [p.split(":")[0] for p in unbounded_shapes(parse_schema(schema))] == [
         "Order.lines[].tags[]",
         "Order.by_key{}[]",
         "Order.again[]",
@@ -290,3 +290,31 @@ def test_a_large_event_of_a_compatible_recursive_writer_is_resolved_by_the_pytho
     expected = schemaless_reader(io.BytesIO(out.getvalue()), parse_schema(writer), contract.parsed)
     assert decoded == expected
     assert "tag" not in decoded and decoded["v"] == 39
+
+
+INFINITE = record("Loop", ("x", "t.Loop"))  # every Loop holds a Loop: no value exists
+
+
+def test_a_record_that_always_contains_itself_is_refused_at_load() -> None:
+    """On main one byte under such a contract crashed the process (endless recursion)."""
+    with pytest.raises(ContractError, match=r"Loop.x: record Loop contains itself in every"):
+        Contract.from_schema(INFINITE)
+    two_step = record("A", ("at", "long"), ("b", record("B", ("a", "t.A"))))
+    with pytest.raises(ContractError, match=r"B.a: record A contains itself"):
+        Contract.from_schema(two_step)
+
+
+def test_a_registry_writer_that_always_contains_itself_is_unsafe_not_a_crash(
+    orders: Contract,
+) -> None:
+    writer = json.loads(json.dumps(orders.schema))
+    loop = {"type": "record", "name": "Loop", "fields": [{"name": "x", "type": "Loop"}]}
+    writer["fields"].append({"name": "loop", "type": loop})
+
+    class Lookup:
+        def get_schema_str(self, schema_id: int) -> str:
+            return json.dumps(writer)
+
+    with pytest.raises(InvalidEvent) as info:
+        ConfluentDecoder(orders, Lookup()).decode(b"\x00\x00\x00\x00\x07\x02")
+    assert info.value.reason is Reason.UNSAFE_SCHEMA
