@@ -23,7 +23,7 @@ from fastavro import parse_schema, schemaless_reader
 from fastavro._read_py import read_data as python_read_data
 from fastavro.io.binary_decoder import BinaryDecoder
 
-from monitor.contract.hazards import is_recursive
+from monitor.contract.hazards import is_recursive, without_bytes_decimals
 from monitor.contract.model import (
     UNSAFE_PREFIX,
     Contract,
@@ -174,6 +174,9 @@ def _entry(contract: Contract, writer: WriterSchema) -> _Entry:
         unsafe = any(r.startswith(UNSAFE_PREFIX) for r in writer.reasons)
         refused = Reason.UNSAFE_SCHEMA if unsafe else Reason.INCOMPATIBLE_SCHEMA
         return _Entry(writer, None, None, None, refused)
+    schema = without_bytes_decimals(schema)
+    if reader_schema is not None:
+        reader_schema = without_bytes_decimals(reader_schema)
     deep = is_recursive(schema) or (reader_schema is not None and is_recursive(reader_schema))
     python = _PythonReader(schema, reader_schema) if deep else None
     return _Entry(writer, schema, reader_schema, python, Reason.DECODE_ERROR)

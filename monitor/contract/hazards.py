@@ -190,3 +190,35 @@ def _infinite_records(parsed: Any) -> list[str]:
 def is_recursive(parsed: Any) -> bool:
     """True if a named type can contain itself (nesting depth bounded only by the bytes)."""
     return _analyse(parsed).recursive
+
+
+def without_bytes_decimals(parsed: Any) -> Any:
+    """The parsed schema with `decimal` dropped from `bytes` types (a copy; or as is).
+
+    Why: fastavro turns a bytes decimal into a Decimal of as many digits as the bytes
+    hold, whatever the declared precision, and the conversion is quadratic: 100 KB took
+    1 s, 1 MiB ~100 s. Tidemark reads only the event time, producer and sequence fields
+    (never decimals), so decimals stay raw bytes. Fixed decimals are bounded by their size.
+    """
+
+    def has(node: Any) -> bool:
+        if isinstance(node, dict):
+            if node.get("type") == "bytes" and node.get("logicalType") == "decimal":
+                return True
+            return any(has(v) for v in node.values())
+        if isinstance(node, list):
+            return any(has(v) for v in node)
+        return False
+
+    def strip(node: Any) -> Any:
+        if isinstance(node, dict):
+            out = {k: strip(v) for k, v in node.items()}
+            if out.get("type") == "bytes" and out.get("logicalType") == "decimal":
+                for key in ("logicalType", "precision", "scale"):
+                    out.pop(key, None)
+            return out
+        if isinstance(node, list):
+            return [strip(v) for v in node]
+        return node
+
+    return strip(parsed) if has(parsed) else parsed
