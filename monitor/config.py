@@ -28,6 +28,7 @@ from monitor.completeness.config import CompletenessConfig
 from monitor.durations import Seconds
 from monitor.errors import ConfigError
 from monitor.export.webconfig import load_web_config
+from monitor.sizes import ByteSize
 
 CONFIG_ENV = "TIDEMARK_CONFIG"
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
@@ -181,6 +182,9 @@ class ProductConfig(_Model):
     idle_timeout: Seconds = 60.0
     max_future_skew: Seconds = 60.0
     max_writer_schemas: int = Field(default=32, ge=1, le=1000)
+    # Larger events are counted as payload_too_large without being decoded: a decoded
+    # event can take ~200x its size in memory. 64 MiB is beyond any sane event.
+    max_payload_bytes: ByteSize = Field(default=1024 * 1024, ge=16, le=64 * 1024 * 1024)
     freshness: FreshnessObjective = Field(default_factory=FreshnessObjective)
     conformance: ConformanceObjective = Field(default_factory=ConformanceObjective)
     completeness: CompletenessConfig | None = None

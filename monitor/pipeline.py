@@ -232,6 +232,10 @@ class ProductPipeline:
         kind = clock.observe(event_time, now)
         if kind == FUTURE:
             stats.future += 1
+            if self.completeness is not None and self.sequence_of is not None:
+                # Delivered, so its sequence number arrived; its date says nothing about
+                # when, so it counts in no window and its arrival time stands in for it.
+                self.completeness.observe_future(partition, now, *self._producer_sequence(record))
             return
         if kind == LATE:
             stats.late += 1
@@ -241,14 +245,15 @@ class ProductPipeline:
         if latency <= self.config.freshness.threshold:
             stats.fresh += 1
         if self.completeness is not None:
-            producer = self.producer_of(record) if self.producer_of else None
-            sequence = self.sequence_of(record) if self.sequence_of else None
-            self.completeness.observe(
-                partition,
-                event_time,
-                None if producer is None else str(producer),
-                sequence if isinstance(sequence, int) else None,
-            )
+            self.completeness.observe(partition, event_time, *self._producer_sequence(record))
+
+    def _producer_sequence(self, record: dict[str, Any]) -> tuple[str | None, int | None]:
+        producer = self.producer_of(record) if self.producer_of else None
+        sequence = self.sequence_of(record) if self.sequence_of else None
+        return (
+            None if producer is None else str(producer),
+            sequence if isinstance(sequence, int) else None,
+        )
 
 
 MANIFEST_DECODE_ERROR = "decode_error"

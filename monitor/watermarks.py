@@ -192,12 +192,15 @@ class ProductClock:
     def watermark(self, now: float, high_watermarks: Mapping[int, int]) -> float | None:
         """Min over active partitions; if every partition is idle, the max.
 
-        Partitions with no event yet are left out, so an assignment never shows
-        a false staleness. But while any partition is settling (no event time
-        yet, or its read-back unfinished, with data still to read) the last
-        value is kept: a min over the others could be ahead of that partition
-        and, never decreasing, would hide its staleness for good; a partly
-        read-back watermark would show a false staleness.
+        A partition with no event yet holds the last value (as if its watermark were
+        -inf) until it is idle: quiet for idle_timeout since its assignment and caught
+        up. Its first events may be older than the other partitions' data, and a value
+        that ran ahead of them would close completeness windows without them (judged
+        incomplete, then recovered: false alarms) and, never decreasing, hide its
+        staleness for good. Holding is bounded by idle_timeout, so a partition nobody
+        writes to never holds the watermark forever. Likewise, while any partition is
+        settling (its read-back unfinished with data still to read) the last value is
+        kept: a partly read-back watermark would show a false staleness.
         When all partitions are idle the producer has stopped altogether and
         the newest data really is getting old, so the product watermark stays
         at the newest partition watermark and freshness grows.
@@ -208,8 +211,11 @@ class ProductClock:
             high_watermark = high_watermarks.get(p)
             if clock.is_settling(high_watermark):
                 return self.emitted
+            idle = clock.is_idle(now, high_watermark)
             if clock.has_watermark:
-                known.append((clock.watermark, clock.is_idle(now, high_watermark)))
+                known.append((clock.watermark, idle))
+            elif not idle:  # no event yet, but one may come: nothing is known to be past
+                return self.emitted
         current = product_watermark(known)
         if current is not None and (self.emitted is None or current > self.emitted):
             self.emitted = current

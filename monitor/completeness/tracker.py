@@ -35,6 +35,7 @@ class CompletenessSnapshot:
     events_beyond_open_windows_total: int
     manifests_accepted_total: int
     manifests_duplicate_total: int
+    manifests_superseded_total: int
     manifests_rejected_total: dict[str, int]
     sequence_missing_total: int
     sequence_duplicate_total: int
@@ -95,6 +96,21 @@ class CompletenessTracker:
             else:
                 seq.observe(partition, producer_id, sequence, event_time)
 
+    def observe_future(
+        self, partition: int, arrival: float, producer_id: str | None, sequence: int | None
+    ) -> None:
+        """A valid event dated beyond max_future_skew: delivered, so its sequence number
+        is received (else it would be declared missing), but no window counts it and it
+        does not mark where this partition's data begins. `arrival` (wall clock) stands
+        in for its event time in gap deadlines."""
+        seq = self._seq
+        if seq is None or not self._seq_on:
+            return
+        if producer_id is None or sequence is None:
+            self._untracked += 1
+        else:
+            seq.observe(partition, producer_id, sequence, arrival)
+
     def advance(self, product_watermark: float | None, now: float) -> None:
         """After each batch: close windows and declare gaps the watermark has passed."""
         if product_watermark is None:
@@ -153,6 +169,7 @@ class CompletenessTracker:
             events_beyond_open_windows_total=w.beyond_open if w else 0,
             manifests_accepted_total=w.manifests_accepted if w else 0,
             manifests_duplicate_total=w.manifests_duplicate if w else 0,
+            manifests_superseded_total=w.manifests_superseded if w else 0,
             manifests_rejected_total=rejected,
             sequence_missing_total=s.missing if s else 0,
             sequence_duplicate_total=s.duplicate if s else 0,

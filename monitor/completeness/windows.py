@@ -81,6 +81,7 @@ class WindowTracker:
         self.beyond_open = 0
         self.manifests_accepted = 0
         self.manifests_duplicate = 0
+        self.manifests_superseded = 0
         self.manifests_rejected = dict.fromkeys(REJECT_REASONS, 0)
 
     @property
@@ -156,17 +157,29 @@ class WindowTracker:
         m = win.manifests
         if m is None:
             m = win.manifests = {}
+        # Each received manifest is counted under exactly one result: accepted (the
+        # first of its producer for the window, or anonymous: those add up), superseded
+        # (a larger count from the same producer replaces the earlier one: a cumulative
+        # update) or duplicate (a retry that changes nothing).
         previous = m.get(producer_id)
         if previous is None:
             m[producer_id] = n
+            result = "accepted"
         elif producer_id is None:
-            m[None] = previous + n  # anonymous manifests add up
+            m[None] = previous + n
+            result = "accepted"
+        elif n > previous:
+            m[producer_id] = n
+            result = "superseded"
         else:
-            m[producer_id] = max(previous, n)  # a retry or a cumulative update
-            if not replay:
-                self.manifests_duplicate += 1
+            result = "duplicate"
         if not replay:
-            self.manifests_accepted += 1
+            if result == "accepted":
+                self.manifests_accepted += 1
+            elif result == "superseded":
+                self.manifests_superseded += 1
+            else:
+                self.manifests_duplicate += 1
         if win.closed and not win.partial and (win.by_manifest or self._ready(win)):
             win.by_manifest = True
             self._reconcile(win, sum(m.values()))

@@ -12,29 +12,34 @@ from __future__ import annotations
 import json
 import struct
 from collections import OrderedDict
+from dataclasses import dataclass
 from enum import StrEnum
 from io import BytesIO
 from typing import Any, Protocol
 
 from fastavro import parse_schema, schemaless_reader
+from fastavro._read_py import read_data as python_read_data
+from fastavro.io.binary_decoder import BinaryDecoder
 
+from monitor.contract.hazards import is_recursive, without_bytes_decimals
 from monitor.contract.model import (
+    UNSAFE_PREFIX,
     Contract,
     Verdict,
     WriterSchema,
     canonical_form,
     classify,
     rabin_fingerprint,
+    unsafe_writer,
 )
 from monitor.contract.registry import Lookup, Resolution
 from monitor.errors import ContractError
 
 Record = dict[str, Any]
-# (writer, schema the bytes are decoded with or None if incompatible, reader schema or None)
-_Entry = tuple[WriterSchema, Any, Any]
 
 _CONFLUENT_ID = struct.Struct(">I")
 _MAX_NEGATIVE = 1024  # remembered unreadable schema ids; random garbage must not grow memory
+DEFAULT_MAX_PAYLOAD = 1024 * 1024  # bytes; a decoded event can cost ~200x its size in memory
 
 
 class Reason(StrEnum):
@@ -45,6 +50,9 @@ class Reason(StrEnum):
     NULL_VALUE = "null_value"
     BAD_FRAMING = "bad_framing"
     INCOMPATIBLE_SCHEMA = "incompatible_schema"
+    PAYLOAD_TOO_LARGE = "payload_too_large"  # over the product's max_payload_bytes
+    UNSAFE_SCHEMA = "unsafe_schema"  # writer schema refused: see monitor.contract.hazards
+    NESTING_TOO_DEEP = "nesting_too_deep"  # a self-containing type nested past the limit
     MISSING_EVENT_TIME = "missing_event_time"  # raised by the pipeline
     BAD_EVENT_TIME = "bad_event_time"  # raised by the pipeline
 
@@ -56,7 +64,7 @@ class InvalidEvent(Exception):  # noqa: N818 - the name the pipeline uses
 
     def __init__(self, reason: Reason, writer: WriterSchema | None = None) -> None:
         self.reason = reason
-        self.writer = writer  # set for INCOMPATIBLE_SCHEMA, so drift can be counted
+        self.writer = writer  # set for INCOMPATIBLE/UNSAFE_SCHEMA, so drift can be counted
 
     def __str__(self) -> str:
         where = f" (writer schema {self.writer.key})" if self.writer is not None else ""
@@ -99,42 +107,143 @@ class Decoder(Protocol):
     def decode(self, payload: bytes | None) -> tuple[Record, WriterSchema]: ...
 
 
+# Every nesting level of a self-containing type costs at least one byte (a union index
+# or an array block count), and fastavro's compiled reader uses ~1.5 KB of C stack per
+# level (8 MB crashed at ~5000 levels). Up to this many bytes the nesting cannot reach
+# 1 MB of stack, so the compiled reader is safe; larger payloads of such schemas are
+# read by the pure-Python reader, which stops at the recursion limit (~100-250 levels).
+_COMPILED_SAFE_BYTES = 512
+_ANY_SIZE = 2**63
+_MAX_VARINT_BYTES = 10  # an Avro long (64 bits, zig-zag) never takes more
+
+
+class _BoundedDecoder(BinaryDecoder):
+    """fastavro's pure-Python decoder, with varints of at most 10 bytes.
+
+    Its own read_long accepts any number of continuation bytes, growing a Python int
+    as it goes: quadratic, so 1 MiB of 0xFF bytes took 93 s.
+    """
+
+    def __init__(self, fo: BytesIO) -> None:
+        super().__init__(fo)  # type: ignore[no-untyped-call]
+
+    def read_long(self) -> int:
+        read = self.fo.read
+        c = read(1)
+        if not c:
+            raise EOFError
+        b: int = c[0]
+        n = b & 0x7F
+        shift = 7
+        while b & 0x80:
+            if shift >= 7 * _MAX_VARINT_BYTES:
+                raise ValueError("varint longer than 10 bytes")
+            c = read(1)
+            if not c:
+                raise EOFError
+            b = c[0]
+            n |= (b & 0x7F) << shift
+            shift += 7
+        return (n >> 1) ^ -(n & 1)
+
+    read_int = read_long
+
+
+class _PythonReader:
+    """fastavro's pure-Python schemaless reader for one writer (and reader) schema.
+
+    Recursion here is Python recursion: RecursionError at the interpreter's limit
+    instead of a C stack overflow. The schemas are parsed once, not per event.
+    """
+
+    _OPTIONS: dict[str, Any] = {
+        "return_record_name": False,
+        "return_record_name_override": False,
+        "handle_unicode_errors": "strict",
+        "return_named_type": False,
+        "return_named_type_override": False,
+    }
+
+    def __init__(self, writer_schema: Any, reader_schema: Any) -> None:
+        self._named: dict[str, dict[str, Any]] = {"writer": {}, "reader": {}}
+        self._writer = parse_schema(writer_schema, self._named["writer"])
+        self._reader = (
+            parse_schema(reader_schema, self._named["reader"])
+            if reader_schema is not None and reader_schema != writer_schema
+            else None
+        )
+
+    def __call__(self, fo: BytesIO) -> Any:
+        return python_read_data(  # type: ignore[no-untyped-call]
+            _BoundedDecoder(fo), self._writer, self._named, self._reader, self._OPTIONS
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class _Entry:
+    """How the bodies of one writer schema are decoded, decided once per writer."""
+
+    writer: WriterSchema
+    schema: Any  # what the bytes are decoded with; None when they must not be
+    reader_schema: Any  # the contract when resolving a compatible writer, else None
+    python: _PythonReader | None  # for payloads over _COMPILED_SAFE_BYTES (recursive)
+    refused: Reason  # why, when schema is None
+
+
 def _entry(contract: Contract, writer: WriterSchema) -> _Entry:
     if writer.verdict is Verdict.CONFORMING:
         # Same bytes as the contract: decode with the contract itself, which is
         # fastest (no resolution) and keeps the contract's logical types.
-        return (writer, contract.parsed, None)
-    if writer.verdict is Verdict.COMPATIBLE:
-        return (writer, writer.parsed, contract.parsed)
-    return (writer, None, None)
+        schema, reader_schema = contract.parsed, None
+    elif writer.verdict is Verdict.COMPATIBLE:
+        schema, reader_schema = writer.parsed, contract.parsed
+    else:
+        unsafe = any(r.startswith(UNSAFE_PREFIX) for r in writer.reasons)
+        refused = Reason.UNSAFE_SCHEMA if unsafe else Reason.INCOMPATIBLE_SCHEMA
+        return _Entry(writer, None, None, None, refused)
+    schema = without_bytes_decimals(schema)
+    if reader_schema is not None:
+        reader_schema = without_bytes_decimals(reader_schema)
+    deep = is_recursive(schema) or (reader_schema is not None and is_recursive(reader_schema))
+    python = _PythonReader(schema, reader_schema) if deep else None
+    return _Entry(writer, schema, reader_schema, python, Reason.DECODE_ERROR)
 
 
 def _decode_body(payload: bytes, offset: int, entry: _Entry) -> tuple[Record, WriterSchema]:
-    writer, writer_schema, reader_schema = entry
+    writer_schema = entry.schema
     if writer_schema is None:
-        raise InvalidEvent(Reason.INCOMPATIBLE_SCHEMA, writer)
+        raise InvalidEvent(entry.refused, entry.writer)
     fo = BytesIO(payload)
     fo.seek(offset)
     try:
-        record: Record = schemaless_reader(fo, writer_schema, reader_schema)  # type: ignore[assignment]
+        python = entry.python
+        if python is not None and len(payload) > _COMPILED_SAFE_BYTES:
+            record: Record = python(fo)
+        else:
+            record = schemaless_reader(fo, writer_schema, entry.reader_schema)  # type: ignore[assignment]
+    except RecursionError:
+        raise InvalidEvent(Reason.NESTING_TOO_DEEP) from None
     except Exception:  # fastavro raises a zoo of types on bad bytes; all mean the same
         raise InvalidEvent(Reason.DECODE_ERROR) from None
     if fo.tell() != len(payload):  # a garbage payload whose prefix happens to decode
         raise InvalidEvent(Reason.DECODE_ERROR)
-    return record, writer
+    return record, entry.writer
 
 
 class RawAvroDecoder:
     """Schemaless Avro written with exactly the contract (no framing, no schema id)."""
 
-    def __init__(self, contract: Contract) -> None:
+    def __init__(self, contract: Contract, *, max_payload_bytes: int = DEFAULT_MAX_PAYLOAD) -> None:
         writer = WriterSchema("contract", contract.parsed, Verdict.CONFORMING, ())
         self.writers: dict[str, WriterSchema] = {writer.key: writer}
         self._entry = _entry(contract, writer)
+        self._max_payload = max_payload_bytes
 
     def decode(self, payload: bytes | None) -> tuple[Record, WriterSchema]:
         if not payload:
             raise InvalidEvent(Reason.NULL_VALUE)
+        if len(payload) > self._max_payload:
+            raise InvalidEvent(Reason.PAYLOAD_TOO_LARGE)
         return _decode_body(payload, 0, self._entry)
 
 
@@ -151,9 +260,11 @@ class SingleObjectDecoder:
         writer_schemas: list[dict[str, Any]] | None = None,
         *,
         max_writer_schemas: int = 32,
+        max_payload_bytes: int = DEFAULT_MAX_PAYLOAD,
     ) -> None:
         self.writers: dict[str, WriterSchema] = {}
         self._by_fp: dict[bytes, _Entry] = {}
+        self._max_payload = max_payload_bytes
         for i, schema in enumerate([contract.schema, *(writer_schemas or [])]):
             try:
                 parsed = parse_schema(schema)
@@ -163,6 +274,12 @@ class SingleObjectDecoder:
                     f"writer_schemas[{i - 1}] listed for contract {contract.path} is not "
                     f"valid Avro: {exc}"
                 ) from None
+            unsafe = unsafe_writer(schema)
+            if unsafe:  # listed in config: the operator can fix it before we start
+                raise ContractError(
+                    f"writer_schemas[{i - 1}] listed for contract {contract.path}: "
+                    + "; ".join(r.removeprefix(UNSAFE_PREFIX) for r in unsafe)
+                )
             if fp in self._by_fp:
                 continue
             verdict, reasons = classify(contract, schema)
@@ -174,6 +291,8 @@ class SingleObjectDecoder:
     def decode(self, payload: bytes | None) -> tuple[Record, WriterSchema]:
         if not payload:
             raise InvalidEvent(Reason.NULL_VALUE)
+        if len(payload) > self._max_payload:
+            raise InvalidEvent(Reason.PAYLOAD_TOO_LARGE)
         if len(payload) < 10 or payload[0] != 0xC3 or payload[1] != 0x01:
             raise InvalidEvent(Reason.BAD_FRAMING)
         entry = self._by_fp.get(payload[2:10])
@@ -198,12 +317,14 @@ class ConfluentDecoder:
         resolver: SchemaResolver,
         *,
         max_writer_schemas: int = 32,
+        max_payload_bytes: int = DEFAULT_MAX_PAYLOAD,
     ) -> None:
         self.writers: dict[str, WriterSchema] = {}
         self.writers_not_listed = 0  # writers decoded but left out of `writers` (full)
         self._contract = contract
         self._resolver = resolver
         self._max = max_writer_schemas
+        self._max_payload = max_payload_bytes
         self._by_id: dict[int, _Entry] = {}
         self._overflow: OrderedDict[int, _Entry] = OrderedDict()  # LRU beyond the limit
         self._unreadable: OrderedDict[int, None] = OrderedDict()  # ids whose schema is not Avro
@@ -211,6 +332,8 @@ class ConfluentDecoder:
     def decode(self, payload: bytes | None) -> tuple[Record, WriterSchema]:
         if not payload:
             raise InvalidEvent(Reason.NULL_VALUE)
+        if len(payload) > self._max_payload:
+            raise InvalidEvent(Reason.PAYLOAD_TOO_LARGE)
         if len(payload) < 5 or payload[0] != 0:
             raise InvalidEvent(Reason.BAD_FRAMING)
         schema_id = _CONFLUENT_ID.unpack_from(payload, 1)[0]

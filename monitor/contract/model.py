@@ -12,6 +12,7 @@ from fastavro import parse_schema
 from fastavro.schema import fingerprint, to_parsing_canonical_form
 
 from monitor.contract.compat import AvroJson, incompatibilities, parse_avro
+from monitor.contract.hazards import unbounded_shapes
 from monitor.errors import ContractError
 
 _RABIN = "CRC-64-AVRO"
@@ -75,6 +76,9 @@ class Contract:
             parsed = parse_schema(schema)
         except Exception as exc:  # fastavro raises several exception types here
             raise ContractError(f"contract {path}: not a valid Avro schema: {exc}") from None
+        unbounded = unbounded_shapes(parsed)
+        if unbounded:
+            raise ContractError(f"contract {path}: {'; '.join(unbounded)}")
         try:
             parse_avro(schema)  # the compatibility checker must be able to read it too
         except Exception as exc:
@@ -119,6 +123,22 @@ def logical_types(schema: AvroJson) -> list[tuple[str, Any, Any]]:
     return found
 
 
+UNSAFE_PREFIX = "unsafe writer schema: "
+
+
+def unsafe_writer(writer_schema: AvroJson) -> tuple[str, ...]:
+    """Why a writer schema must never drive the decoder (see contract.hazards); () if safe.
+
+    Each reason starts with UNSAFE_PREFIX, so the decoder can count its events as
+    unsafe_schema rather than incompatible_schema.
+    """
+    try:
+        parsed = parse_schema(writer_schema)
+    except Exception:  # classify reports unparseable writers on its own
+        return ()
+    return tuple(UNSAFE_PREFIX + problem for problem in unbounded_shapes(parsed))
+
+
 def classify(contract: Contract, writer_schema: AvroJson) -> tuple[Verdict, tuple[str, ...]]:
     """Verdict for data written with `writer_schema`, the contract being the reader.
 
@@ -135,6 +155,9 @@ def classify(contract: Contract, writer_schema: AvroJson) -> tuple[Verdict, tupl
         if logical_types(writer_schema) == logical_types(contract.schema):
             return Verdict.CONFORMING, ()
         return Verdict.COMPATIBLE, ()
+    unbounded = unsafe_writer(writer_schema)
+    if unbounded:
+        return Verdict.INCOMPATIBLE, unbounded
     reasons = incompatibilities(contract.schema, writer_schema)
     if reasons:
         return Verdict.INCOMPATIBLE, reasons

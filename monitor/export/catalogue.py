@@ -169,6 +169,7 @@ def _manifest_results(v: ProductView, c: CompletenessSnapshot) -> Iterator[tuple
         return
     yield "accepted", c.manifests_accepted_total
     yield "duplicate", c.manifests_duplicate_total
+    yield "superseded", c.manifests_superseded_total
     for reason in REJECT_REASONS:
         yield reason, c.manifests_rejected_total.get(reason, 0)
 
@@ -408,8 +409,10 @@ METRICS: tuple[MetricSpec, ...] = (
         "tidemark_manifests",
         "counter",
         (*P, "result"),
-        "Producer manifests by result "
-        "(accepted|duplicate|misaligned|late|beyond_open_windows|not_configured).",
+        "Producer manifests by result, each counted once: accepted (first of its producer "
+        "for the window; anonymous ones add up), superseded (a larger count from the same "
+        "producer replaced its earlier one), duplicate (a retry that changed nothing), or "
+        "rejected as misaligned|late|beyond_open_windows|not_configured.",
         completeness_by(_manifest_results),
     ),
     MetricSpec(

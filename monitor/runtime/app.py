@@ -54,18 +54,28 @@ def build_decoder(
     resolver: BackgroundLookups | None,
 ) -> Decoder:
     if product.encoding == "avro-raw":
-        return RawAvroDecoder(contract)
+        return RawAvroDecoder(contract, max_payload_bytes=product.max_payload_bytes)
     if product.encoding == "avro-single-object":
         writers = [
             _load_contract(product, index, path, f"writer_schemas[{i}]").schema
             for i, path in enumerate(product.writer_schemas)
         ]
-        return SingleObjectDecoder(contract, writers, max_writer_schemas=product.max_writer_schemas)
+        return SingleObjectDecoder(
+            contract,
+            writers,
+            max_writer_schemas=product.max_writer_schemas,
+            max_payload_bytes=product.max_payload_bytes,
+        )
     if resolver is None:  # guarded by Settings validation; kept for type narrowing
         raise ConfigError(
             f"products[{index}] ({product.name}): confluent needs schema_registry.url"
         )
-    return ConfluentDecoder(contract, resolver, max_writer_schemas=product.max_writer_schemas)
+    return ConfluentDecoder(
+        contract,
+        resolver,
+        max_writer_schemas=product.max_writer_schemas,
+        max_payload_bytes=product.max_payload_bytes,
+    )
 
 
 @dataclass(slots=True)

@@ -37,6 +37,7 @@ VERDICTS = ("complete", "incomplete", "partial", "no_manifest", "no_expectation"
 MANIFEST_RESULTS = (
     "accepted",
     "duplicate",
+    "superseded",
     "misaligned",
     "late",
     "beyond_open_windows",
@@ -179,7 +180,9 @@ class Model:
         self._manifest_results = dict.fromkeys(MANIFEST_RESULTS, 0)
         self._manifest_errors = dict.fromkeys(MANIFEST_ERRORS, 0)
         self._amended = 0
-        self._seen_manifest: set[tuple[int, str | None]] = set()
+        # (window, producer) -> largest count received: a later manifest of the same
+        # producer is superseded (larger) or duplicate (not); each counts once.
+        self._best_manifest: dict[tuple[int, str | None], int] = {}
 
     # --- helpers ---
     def end(self, k: int) -> int:
@@ -211,7 +214,7 @@ class Model:
             k = round(m.window_start / self.rules.window)
             assert self.end(k) > warm, f"ambiguous script: replayed {m} is for a closed window"
             self._window(k).manifests.append((-1, m))
-            self._seen_manifest.add((k, m.producer_id))  # a later retry is a duplicate
+            self._remember(k, m)  # a later retry is a duplicate
 
     def end_step(self, events: Iterable[Event], controls: Iterable[Manifest | None]) -> None:
         """Account for one step: `events` in production order, then the control records."""
@@ -263,11 +266,19 @@ class Model:
         assert after is None or after < deadline, (
             f"ambiguous script: manifest {m} is in the step that ends its grace"
         )
-        self._manifest_results["accepted"] += 1
-        if m.producer_id is not None and (k, m.producer_id) in self._seen_manifest:
+        key = (k, m.producer_id)
+        if m.producer_id is None or key not in self._best_manifest:
+            self._manifest_results["accepted"] += 1
+        elif m.event_count > self._best_manifest[key]:
+            self._manifest_results["superseded"] += 1
+        else:
             self._manifest_results["duplicate"] += 1
-        self._seen_manifest.add((k, m.producer_id))
+        self._remember(k, m)
         self._window(k).manifests.append((step, m))
+
+    def _remember(self, k: int, m: Manifest) -> None:
+        key = (k, m.producer_id)
+        self._best_manifest[key] = max(self._best_manifest.get(key, 0), m.event_count)
 
     # --- what the daemon should export now ---
     def expect(self) -> dict[str, Any]:

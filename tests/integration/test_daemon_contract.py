@@ -39,6 +39,9 @@ REASONS = {
     "null_value",
     "bad_framing",
     "incompatible_schema",
+    "payload_too_large",
+    "unsafe_schema",
+    "nesting_too_deep",
     "missing_event_time",
     "bad_event_time",
 }

@@ -191,6 +191,9 @@ def test_every_reason_is_exported_from_the_start_at_zero() -> None:
         "null_value",
         "bad_framing",
         "incompatible_schema",
+        "payload_too_large",
+        "unsafe_schema",
+        "nesting_too_deep",
         "missing_event_time",
         "bad_event_time",
     }

@@ -206,8 +206,25 @@ def test_partition_still_reading_back_holds_the_product_watermark() -> None:
     assert product.watermark(NOW, {0: 100, 1: 90}) == NOW - 15  # min over both, never back
 
 
-def test_empty_caught_up_partition_does_not_hold_the_product_watermark() -> None:
+def test_empty_caught_up_partition_holds_the_product_watermark_only_until_idle() -> None:
+    """Its first events may be older than partition 0's: until it is idle (quiet for
+    idle_timeout and caught up) nothing is known to be past; then it never holds."""
     product = ProductClock(SETTINGS)
     product.assign(0, NOW, position=100).observe(NOW - 10, NOW)
-    product.assign(1, NOW, position=0)  # nothing ever written there
-    assert product.watermark(NOW, {0: 100, 1: 0}) == NOW - 15
+    product.assign(1, NOW, position=0)  # nothing written there yet
+    assert product.watermark(NOW, {0: 100, 1: 0}) is None
+    later = NOW + SETTINGS.idle_timeout
+    product.partitions[0].observe(later - 10, later)
+    assert product.watermark(later, {0: 100, 1: 0}) == later - 15
+
+
+def test_first_data_of_a_partition_within_idle_timeout_counts_before_the_watermark_moves() -> None:
+    product = ProductClock(SETTINGS)
+    product.assign(0, NOW, position=0)
+    product.assign(1, NOW, position=0)
+    product.partitions[0].observe(NOW - 10, NOW + 1)
+    product.partitions[0].advance_position(1, NOW + 1)
+    assert product.watermark(NOW + 1, {0: 1, 1: 0}) is None  # partition 1 may be behind
+    product.partitions[1].observe(NOW - 40, NOW + 20)  # and it was
+    product.partitions[1].advance_position(1, NOW + 20)
+    assert product.watermark(NOW + 20, {0: 1, 1: 1}) == NOW - 45

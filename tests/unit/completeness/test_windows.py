@@ -181,6 +181,48 @@ def test_manifests_of_several_producers_add_up() -> None:
     assert snap.windows_closed_total["complete"] == 1
 
 
+def manifest_results(t: CompletenessTracker) -> dict[str, int]:
+    snap = t.snapshot()
+    return {
+        "accepted": snap.manifests_accepted_total,
+        "duplicate": snap.manifests_duplicate_total,
+        "superseded": snap.manifests_superseded_total,
+    }
+
+
+def test_each_received_manifest_is_counted_under_exactly_one_result() -> None:
+    """Three sends of one producer's manifest were accepted 3 AND duplicate 2 on main."""
+    t = tracker()
+    for _ in range(3):
+        manifest(t, 0, 40, "b")
+    assert manifest_results(t) == {"accepted": 1, "duplicate": 2, "superseded": 0}
+    manifest(t, 0, 45, "b")  # a cumulative update: a larger count replaces 40
+    manifest(t, 0, 44, "b")  # an older update arriving late changes nothing
+    manifest(t, 0, 10, None)  # anonymous manifests add up: each is accepted
+    manifest(t, 0, 5, None)
+    assert manifest_results(t) == {"accepted": 3, "duplicate": 3, "superseded": 1}
+    events(t, 0, 60)
+    close(t, 0)
+    assert t.snapshot().expected_events_total == 45 + 10 + 5
+    received = 3 + 2 + 2
+    assert sum(manifest_results(t).values()) == received
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(["a", "b", None]), st.integers(0, 50)), max_size=30))
+def test_manifest_results_partition_what_was_received(sends: list[tuple[str | None, int]]) -> None:
+    t = tracker()
+    best: dict[str | None, int] = {}
+    for producer, n in sends:
+        manifest(t, 0, n, producer)
+        best[producer] = (
+            best.get(producer, 0) + n if producer is None else max(best.get(producer, 0), n)
+        )
+    assert sum(manifest_results(t).values()) == len(sends)
+    close(t, 0, after=200.0)
+    assert t.snapshot().expected_events_total == (sum(best.values()) if sends else 0)
+
+
 def test_anonymous_manifests_add_up() -> None:
     t = tracker()
     manifest(t, 0, 30, None)
