@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import signal
 import time
 from dataclasses import dataclass
@@ -10,7 +9,7 @@ from types import FrameType
 from typing import Any
 
 import structlog
-from confluent_kafka import Consumer
+from confluent_kafka import Consumer, KafkaException
 
 from monitor.config import ProductConfig, Settings, loggable
 from monitor.contract.decoding import ConfluentDecoder, Decoder, RawAvroDecoder, SingleObjectDecoder
@@ -20,7 +19,9 @@ from monitor.contract.registry import ConfluentRegistryLookup, SchemaLookup
 from monitor.errors import ConfigError, ContractError
 from monitor.export.collector import TidemarkCollector, build_registry
 from monitor.export.server import MetricsServer
+from monitor.logs import LibrdkafkaLogger
 from monitor.pipeline import Pipeline, ProductPipeline
+from monitor.redact import REDACTOR
 from monitor.runtime.health import HealthState
 from monitor.runtime.lag import LagTracker
 from monitor.runtime.loop import ConsumeLoop
@@ -104,6 +105,8 @@ class Monitor:
 
     def __init__(self, settings: Settings, *, lookup: SchemaLookup | None = None) -> None:
         self.settings = settings
+        # Before any client exists: their log lines and errors may echo a secret.
+        REDACTOR.add(*settings.secret_values())
         built = build_pipeline(settings, lookup)
         self.pipeline = built.pipeline
         self.health = HealthState(liveness_limit=settings.server.liveness_limit)
@@ -114,16 +117,29 @@ class Monitor:
             self.registry, self.health, settings.server.bind_address, settings.server.port
         )
         conf = consumer_conf(settings)
+        librdkafka_log = LibrdkafkaLogger()
         self.loop: ConsumeLoop  # the client's callbacks reach the loop built just below
-        consumer = Consumer(
-            {
-                **conf,
-                "error_cb": lambda err: self.loop.error_cb(err),
-                "on_commit": lambda err, parts: self.loop.commit_cb(err, parts),
-            },
-            logger=logging.getLogger("tidemark.librdkafka"),
-        )
-        self.lag = LagTracker(conf, self.pipeline, self.health, settings.lag.refresh_interval)
+        try:
+            consumer = Consumer(
+                {
+                    **conf,
+                    "error_cb": lambda err: self.loop.error_cb(err),
+                    "on_commit": lambda err, parts: self.loop.commit_cb(err, parts),
+                },
+                logger=librdkafka_log,
+            )
+            self.lag = LagTracker(
+                conf,
+                self.pipeline,
+                self.health,
+                settings.lag.refresh_interval,
+                logger=librdkafka_log,
+            )
+        except (KafkaException, ValueError, TypeError) as exc:
+            # librdkafka quotes rejected values ("Invalid value ... for ...").
+            raise ConfigError(
+                f"kafka: the client rejected the configuration: {REDACTOR(str(exc))}"
+            ) from None
         self.loop = ConsumeLoop(
             consumer,
             self.pipeline,
@@ -134,6 +150,7 @@ class Monitor:
             readback_messages=settings.kafka.readback_messages,
             start_from_earliest=settings.kafka.start_from == "earliest",
             on_rebalance=self.lag.refresh_soon,
+            partition_count=self.lag.partition_count,
         )
 
     @property

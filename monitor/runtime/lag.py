@@ -4,10 +4,19 @@ A dedicated client (no group membership) asks the brokers for each owned
 partition's end offset every refresh_interval and publishes the answer as a new
 dict that replaces the old one whole: readers always see one consistent
 snapshot, and a slow or unreachable broker only makes the snapshot older.
+
+The client's log lines reach structlog only when it is polled (see
+monitor.logs.LibrdkafkaLogger), so the thread polls it between refreshes.
+It also keeps each monitored topic's partition count for the consume loop's
+rebalance callback, which must not ask Kafka itself (see ConsumeLoop): the
+answer comes from this thread's metadata requests, so no other thread ever
+calls this client (confluent-kafka serialises calls on one client, and a
+rebalance would wait behind a slow watermark query).
 """
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from collections.abc import Callable
@@ -16,10 +25,13 @@ from typing import Any
 import structlog
 from confluent_kafka import Consumer, KafkaException, TopicPartition
 
+from monitor.logs import LibrdkafkaLogger
 from monitor.pipeline import Pipeline
 from monitor.runtime.health import HealthState
 
 log = structlog.get_logger("tidemark.lag")
+
+_COUNTS_MAX_AGE = 60.0  # seconds; partitions are added to a topic rarely
 
 
 class LagTracker:
@@ -30,11 +42,12 @@ class LagTracker:
         health: HealthState,
         interval: float,
         clock: Callable[[], float] = time.time,
+        logger: LibrdkafkaLogger | None = None,
     ) -> None:
         conf = {k: v for k, v in kafka_conf.items() if k not in ("group.id", "on_commit")}
         conf["group.id"] = "tidemark-lag-probe"  # required by the client; never joins
         conf["enable.auto.commit"] = False
-        self._client = Consumer(conf)
+        self._client = Consumer(conf, logger=logger or LibrdkafkaLogger())
         self._pipeline = pipeline
         self._health = health
         self._interval = interval
@@ -42,6 +55,9 @@ class LagTracker:
         self._stop = threading.Event()
         self._wake = threading.Event()
         self._thread = threading.Thread(target=self._run, name="tidemark-lag", daemon=True)
+        self._counts: dict[str, int] = {}  # replaced whole, like high_watermarks
+        self._counts_at = -math.inf
+        self._counts_known = threading.Event()
 
     def start(self) -> None:
         self._thread.start()
@@ -56,6 +72,35 @@ class LagTracker:
         self._thread.join(timeout=10)
         self._client.close()
 
+    def partition_count(self, topic: str, wait: float = 5.0) -> int | None:
+        """How many partitions `topic` has (None: unknown), from this thread's metadata.
+
+        Waits up to `wait` seconds for the first metadata answer after start-up,
+        which normally arrives before the group's first assignment.
+        """
+        if topic not in self._counts:
+            self._counts_known.wait(wait)
+        return self._counts.get(topic)
+
+    def _refresh_counts(self, timeout: float) -> bool:
+        """Re-read the monitored topics' partition counts; False if the cluster did not answer."""
+        try:
+            meta = self._client.list_topics(timeout=timeout)
+        except KafkaException:
+            return False
+        self._counts = {
+            topic: len(meta.topics[topic].partitions)
+            for topic in self._pipeline.topics
+            if topic in meta.topics and meta.topics[topic].partitions
+        }
+        self._counts_at = time.monotonic()
+        self._counts_known.set()
+        return True
+
+    def _counts_stale(self) -> bool:
+        missing = len(self._counts) < len(self._pipeline.topics)
+        return missing or time.monotonic() - self._counts_at > _COUNTS_MAX_AGE
+
     def _owned(self) -> list[tuple[str, int]]:
         with self._pipeline.lock:
             return [
@@ -69,14 +114,12 @@ class LagTracker:
         answered = False
         timeout = max(1.0, min(self._interval, 10.0))
         owned = self._owned()
-        if not owned:
-            # Nothing assigned yet: a metadata request still tells whether the
-            # cluster answers, so /readyz can say which of the two is missing.
-            try:
-                self._client.list_topics(timeout=timeout)
-                self._health.connected = True
-            except KafkaException:
-                self._health.connected = False
+        if not owned or self._counts_stale():
+            # With nothing assigned yet, the metadata answer still tells whether
+            # the cluster answers, so /readyz can say which of the two is missing.
+            answers = self._refresh_counts(timeout)
+            if not owned:
+                self._health.connected = answers
         for topic, partition in owned:
             if self._stop.is_set():
                 return
@@ -101,6 +144,7 @@ class LagTracker:
                 continue
             snapshot.setdefault(topic, {})[partition] = high
             answered = True
+            self._client.poll(0)  # deliver queued log lines between slow queries
         self._pipeline.high_watermarks = snapshot
         self._health.lag_snapshot_at = self._clock()
         if answered:
@@ -112,5 +156,14 @@ class LagTracker:
                 self.refresh()
             except Exception:  # a background probe must never die silently
                 log.exception("lag_refresh_failed")
-            self._wake.wait(self._interval)
-            self._wake.clear()
+            self._idle()
+
+    def _idle(self) -> None:
+        """Wait for the next refresh (or a wake-up), serving the client's queue meanwhile."""
+        deadline = time.monotonic() + self._interval
+        while not self._wake.is_set():
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                break
+            self._client.poll(min(remaining, 0.1))
+        self._wake.clear()

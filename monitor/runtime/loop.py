@@ -37,6 +37,7 @@ class ConsumeLoop:
         readback_messages: int,
         start_from_earliest: bool = False,
         on_rebalance: Callable[[], None] = lambda: None,
+        partition_count: Callable[[str], int | None] = lambda topic: None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.consumer = consumer
@@ -48,6 +49,7 @@ class ConsumeLoop:
         self.readback = readback_messages
         self.start_from_earliest = start_from_earliest
         self.on_rebalance = on_rebalance
+        self.partition_count = partition_count
         self.clock = clock
         self.stop_requested = threading.Event()
         self._last_commit = 0.0
@@ -110,14 +112,20 @@ class ConsumeLoop:
             return 0, 0
 
     def _partition_counts(self, topics: set[str]) -> dict[str, int]:
-        """Partitions per topic, so completeness knows whether it owns a whole topic."""
+        """Partitions per topic, so completeness knows whether it owns a whole topic.
+
+        Asked through `partition_count` (another client), never this consumer:
+        this runs inside consume(), and confluent-kafka's list_topics() resets
+        the consumer's per-thread call state on return, so the next callback of
+        the same consume() (a librdkafka log line, an error) aborts the process
+        (`CallState_get: Assertion 'cs != NULL' failed`). committed(),
+        get_watermark_offsets(), assign() and commit() do not touch that state.
+        """
         counts = {}
         for topic in topics:
-            try:
-                meta = self.consumer.list_topics(topic, timeout=5)
-                counts[topic] = len(meta.topics[topic].partitions)
-            except (KafkaException, KeyError):
-                continue
+            count = self.partition_count(topic)
+            if count is not None:
+                counts[topic] = count
         return counts
 
     def _drop(self, partitions: list[TopicPartition]) -> None:
