@@ -13,7 +13,7 @@ import logging
 import sys
 import threading
 import time
-from collections.abc import Callable, MutableMapping
+from collections.abc import Callable, Hashable, MutableMapping
 from types import TracebackType
 from typing import Any, Literal
 
@@ -87,6 +87,40 @@ def _log_thread_uncaught(args: threading.ExceptHookArgs) -> None:
 _WARNING = logging.WARNING
 
 
+class RepeatLimiter:
+    """Lets a repeated log event through once per `interval` per key, counting the rest.
+
+    A broker outage repeats the same complaint many times a second (a connect
+    failure per broker per retry, an error callback per request); the counters
+    keep every occurrence, the log keeps one per key per interval.
+    """
+
+    def __init__(
+        self,
+        interval: float = 30.0,
+        max_keys: int = 256,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._interval = interval
+        self._max_keys = max_keys
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._recent: dict[Hashable, tuple[float, int]] = {}  # key -> (logged at, suppressed)
+
+    def admit(self, key: Hashable) -> int | None:
+        """None to drop this occurrence; else how many were dropped since the last one logged."""
+        now = self._clock()
+        with self._lock:
+            last = self._recent.get(key)
+            if last is not None and now - last[0] < self._interval:
+                self._recent[key] = (last[0], last[1] + 1)
+                return None
+            if last is None and len(self._recent) >= self._max_keys:
+                self._recent.clear()  # rare: only with hundreds of distinct keys
+            self._recent[key] = (now, 0)
+            return last[1] if last is not None else 0
+
+
 class LibrdkafkaLogger:
     """The `logger=` of every Kafka client: librdkafka's lines as structlog events.
 
@@ -95,26 +129,16 @@ class LibrdkafkaLogger:
     never on a librdkafka thread, so each client must be polled. confluent-kafka
     calls `log(level, "%s [%s] %s", facility, client, text)`.
 
-    Warnings and errors repeat for as long as a broker is down (a connect
-    failure per broker per retry); each (client, facility, level) is logged
-    once per `interval` with the number of lines suppressed since. Debug and
-    info lines (asked for with `debug=`) are never suppressed.
+    Warnings and errors are logged once per (client, facility, level) per
+    interval (RepeatLimiter), with the number suppressed since. Debug and info
+    lines (asked for with `debug=`) are never suppressed.
     """
 
     def __init__(
-        self,
-        name: str = "tidemark.librdkafka",
-        interval: float = 30.0,
-        max_keys: int = 256,
-        clock: Callable[[], float] = time.monotonic,
+        self, name: str = "tidemark.librdkafka", limiter: RepeatLimiter | None = None
     ) -> None:
         self._log = structlog.get_logger(name)
-        self._interval = interval
-        self._max_keys = max_keys
-        self._clock = clock
-        self._lock = threading.Lock()
-        # (client, facility, level) -> (last logged at, suppressed since)
-        self._recent: dict[tuple[str, str, int], tuple[float, int]] = {}
+        self._limiter = limiter or RepeatLimiter()
 
     def log(self, level: int, msg: str, *args: Any) -> None:
         if len(args) == 3:
@@ -123,23 +147,9 @@ class LibrdkafkaLogger:
             facility, client, text = "", "", (msg % args if args else msg)
         fields: dict[str, Any] = {"facility": facility, "client": client, "message": text}
         if level >= _WARNING:
-            suppressed = self._suppressed(client, facility, level)
+            suppressed = self._limiter.admit((client, facility, level))
             if suppressed is None:
                 return
             if suppressed:
                 fields["suppressed"] = suppressed
         self._log.log(level, "librdkafka_logged", **fields)
-
-    def _suppressed(self, client: str, facility: str, level: int) -> int | None:
-        """None to drop this line; else how many were dropped since the last one logged."""
-        key = (client, facility, level)
-        now = self._clock()
-        with self._lock:
-            last = self._recent.get(key)
-            if last is not None and now - last[0] < self._interval:
-                self._recent[key] = (last[0], last[1] + 1)
-                return None
-            if last is None and len(self._recent) >= self._max_keys:
-                self._recent.clear()  # rare: only with hundreds of clients or facilities
-            self._recent[key] = (now, 0)
-            return last[1] if last is not None else 0

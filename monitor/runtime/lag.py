@@ -25,7 +25,7 @@ from typing import Any
 import structlog
 from confluent_kafka import Consumer, KafkaException, TopicPartition
 
-from monitor.logs import LibrdkafkaLogger
+from monitor.logs import LibrdkafkaLogger, RepeatLimiter
 from monitor.pipeline import Pipeline
 from monitor.runtime.health import HealthState
 
@@ -58,6 +58,7 @@ class LagTracker:
         self._counts: dict[str, int] = {}  # replaced whole, like high_watermarks
         self._counts_at = -math.inf
         self._counts_known = threading.Event()
+        self._error_log = RepeatLimiter()
 
     def start(self) -> None:
         self._thread.start()
@@ -131,12 +132,15 @@ class LagTracker:
                 err = exc.args[0]
                 with self._pipeline.lock:
                     self._health.loop.kafka_errors[err.name()] += 1
-                log.warning(
-                    "high_watermark_query_failed",
-                    topic=topic,
-                    partition=partition,
-                    error=err.str(),
-                )
+                suppressed = self._error_log.admit(err.name())
+                if suppressed is not None:  # every partition fails alike in an outage
+                    log.warning(
+                        "high_watermark_query_failed",
+                        topic=topic,
+                        partition=partition,
+                        error=err.str(),
+                        **({"suppressed": suppressed} if suppressed else {}),
+                    )
                 # Keep the previous value: an old answer beats a wrong zero lag.
                 previous = self._pipeline.high_watermarks.get(topic, {}).get(partition)
                 if previous is not None:

@@ -15,6 +15,7 @@ from typing import Any
 import structlog
 from confluent_kafka import OFFSET_INVALID, Consumer, KafkaError, KafkaException, TopicPartition
 
+from monitor.logs import RepeatLimiter
 from monitor.pipeline import Pipeline
 from monitor.runtime.health import HealthState
 
@@ -54,6 +55,7 @@ class ConsumeLoop:
         self.stop_requested = threading.Event()
         self._last_commit = 0.0
         self._committed: dict[tuple[str, int], int] = {}
+        self._error_log = RepeatLimiter()  # an outage repeats each error many times a second
 
     # --- rebalance callbacks (run inside consume()) ---------------------------
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
@@ -222,7 +224,14 @@ class ConsumeLoop:
         name = err.name() if hasattr(err, "name") else "UNKNOWN"
         with self.pipeline.lock:
             self.health.loop.kafka_errors[name] += 1
-        log.warning("kafka_error", code=name, error=err.str() if hasattr(err, "str") else str(err))
+        suppressed = self._error_log.admit(name)  # counted above every time, logged once a while
+        if suppressed is not None:
+            log.warning(
+                "kafka_error",
+                code=name,
+                error=err.str() if hasattr(err, "str") else str(err),
+                **({"suppressed": suppressed} if suppressed else {}),
+            )
 
     def commit_cb(self, err: KafkaError | None, partitions: list[TopicPartition]) -> None:
         """Result of an asynchronous commit, delivered inside consume()."""
