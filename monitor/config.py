@@ -37,7 +37,7 @@ _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
 _SECRET_KEY = re.compile(rf"({SECRET_WORD}|key\.pem|private\.key|oauthbearer\.config)", re.I)
 # Keys naming where a secret is, not the secret itself (their values are still
 # checked for credentials, e.g. a URL with userinfo).
-_SECRET_KEY_EXEMPT = re.compile(r"\.(url|location|file)$", re.I)
+_SECRET_KEY_EXEMPT = re.compile(r"\.(url|location|file|source|id)$", re.I)
 
 
 def _refuse_plain_secrets(value: dict[str, Any], section: str, secret_home: str) -> None:

@@ -27,21 +27,51 @@ MAX_SECRETS = 1000  # bounded: the configuration holds a few dozen at most
 SECRET_WORD = r"(?:password|passwd|passphrase|secret|token|credentials?|api[_.\-]?key|user\.info)"  # noqa: S105
 
 _URL_USERINFO = re.compile(r"(?<=://)[^/@\s\"']+@")
-_SECRET_PAIR = re.compile(
-    rf"(?i)(\b[\w.\-]*{SECRET_WORD}[\w.\-]*\s*[=:]\s*)(\"[^\"]*\"|'[^']*'|[^\s,;&\"']+)"
-)
+_SECRET_NAME = re.compile(SECRET_WORD, re.I)
+# key=value (or key: value); masked when the key names a secret. Matching any
+# key and testing it after is linear, where a pattern with the words inside
+# backtracks over every character of a long line.
+_PAIR = re.compile(r"(?<![\w.\-])([\w.\-]+)(\s*[=:]\s*)(\"[^\"]*\"|'[^']*'|[^\s,;&\"']+)")
 _AUTH_HEADER = re.compile(r"(?i)\b(basic|bearer)(\s+)[A-Za-z0-9._~+/=\-]{8,}")
 _PEM_KEY = re.compile(
     r"-----BEGIN [A-Z ]*PRIVATE KEY-----[\s\S]*?(?:-----END [A-Z ]*PRIVATE KEY-----|$)"
 )
 
 
+_WORDS = ("passw", "secret", "token", "credential", "apikey", "api_key", "api-key", "user.info")
+
+
 def mask_patterns(text: str) -> str:
-    """Mask credential-shaped parts of `text`; known values are not needed."""
-    text = _PEM_KEY.sub("[private key redacted]", text)
-    text = _URL_USERINFO.sub(MASK + "@", text)
-    text = _AUTH_HEADER.sub(lambda m: f"{m.group(1)}{m.group(2)}{MASK}", text)
-    return _SECRET_PAIR.sub(lambda m: m.group(1) + MASK, text)
+    """Mask credential-shaped parts of `text`; known values are not needed.
+
+    Cheap substring checks gate each pattern: this runs on every log event, and
+    librdkafka's debug=all writes thousands of lines a second.
+    """
+    if "PRIVATE KEY" in text:
+        text = _PEM_KEY.sub("[private key redacted]", text)
+    if "@" in text:
+        text = _URL_USERINFO.sub(MASK + "@", text)
+    lower = text.lower()
+    if "basic" in lower or "bearer" in lower:
+        text = _AUTH_HEADER.sub(lambda m: f"{m.group(1)}{m.group(2)}{MASK}", text)
+    if any(word in lower for word in _WORDS):
+        text = _PAIR.sub(_mask_pair, text)
+    return text
+
+
+def _mask_pair(match: re.Match[str]) -> str:
+    if _SECRET_NAME.search(match.group(1)):
+        return match.group(1) + match.group(2) + MASK
+    return match.group(0)
+
+
+def _secret_pairs(text: str) -> list[tuple[str, str]]:
+    """(key, value) of every key=value in `text` whose key names a secret."""
+    return [
+        (m.group(1), m.group(3).strip("\"'"))
+        for m in _PAIR.finditer(text)
+        if _SECRET_NAME.search(m.group(1))
+    ]
 
 
 def looks_secret(text: str) -> str | None:
@@ -50,9 +80,9 @@ def looks_secret(text: str) -> str | None:
         return "a PEM private key"
     if _URL_USERINFO.search(text):
         return "credentials in a URL"
-    match = _SECRET_PAIR.search(text)
-    if match:
-        return f"a {match.group(1).rstrip('=: ').strip()!r} value"
+    pairs = _secret_pairs(text)
+    if pairs:
+        return f"a {pairs[0][0]!r} value"
     return None
 
 
@@ -68,8 +98,7 @@ def derived_values(secret: str) -> set[str]:
     _user, sep, password = secret.partition(":")
     if sep and password and "//" not in secret:
         found.update({password, base64.b64encode(secret.encode()).decode()})
-    for match in _SECRET_PAIR.finditer(secret):
-        found.add(match.group(2).strip("\"'"))
+    found.update(value for _key, value in _secret_pairs(secret))
     for url in re.findall(r"://([^/@\s\"']+)@", secret):
         found.add(url)
         password = url.partition(":")[2]
