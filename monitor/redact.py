@@ -80,6 +80,8 @@ def looks_secret(text: str) -> str | None:
         return "a PEM private key"
     if _URL_USERINFO.search(text):
         return "credentials in a URL"
+    if _AUTH_HEADER.search(text):
+        return "an authorization header value"
     pairs = _secret_pairs(text)
     if pairs:
         return f"a {pairs[0][0]!r} value"
