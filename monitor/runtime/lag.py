@@ -163,11 +163,14 @@ class LagTracker:
             self._idle()
 
     def _idle(self) -> None:
-        """Wait for the next refresh (or a wake-up), serving the client's queue meanwhile."""
+        """Wait for the next refresh or a wake-up, serving the client's queue meanwhile.
+
+        The wait is on the event, not inside poll(), so refresh_soon() after a
+        rebalance is answered at once; poll(0) between waits delivers log lines.
+        """
         deadline = time.monotonic() + self._interval
-        while not self._wake.is_set():
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
+        while (remaining := deadline - time.monotonic()) > 0:
+            if self._wake.wait(min(remaining, 0.1)):
                 break
-            self._client.poll(min(remaining, 0.1))
+            self._client.poll(0)
         self._wake.clear()
