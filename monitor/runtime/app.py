@@ -105,6 +105,7 @@ class Monitor:
 
     def __init__(self, settings: Settings, *, lookup: SchemaLookup | None = None) -> None:
         self.settings = settings
+        self._stop_signal: str | None = None
         # Before any client exists: their log lines and errors may echo a secret.
         REDACTOR.add(*settings.secret_values())
         built = build_pipeline(settings, lookup)
@@ -151,6 +152,7 @@ class Monitor:
             start_from_earliest=settings.kafka.start_from == "earliest",
             on_rebalance=self.lag.refresh_soon,
             partition_count=self.lag.partition_count,
+            on_stopping=self._announce_stop,
         )
 
     @property
@@ -167,11 +169,18 @@ class Monitor:
 
     def install_signal_handlers(self) -> None:
         def request_stop(signum: int, frame: FrameType | None) -> None:
-            log.info("shutdown_requested", signal=signal.Signals(signum).name)
+            # No logging here: the handler runs on the main thread between two
+            # bytecodes, possibly inside a log write that holds the (non-reentrant)
+            # output lock, and would deadlock on it. The loop announces the stop.
+            self._stop_signal = signal.Signals(signum).name
             self.stop()
 
         signal.signal(signal.SIGTERM, request_stop)
         signal.signal(signal.SIGINT, request_stop)
+
+    def _announce_stop(self) -> None:
+        if self._stop_signal is not None:
+            log.info("shutdown_requested", signal=self._stop_signal)
 
     def run(self) -> None:
         """Serve and consume until stop(); blocks the calling thread."""

@@ -39,6 +39,7 @@ class ConsumeLoop:
         start_from_earliest: bool = False,
         on_rebalance: Callable[[], None] = lambda: None,
         partition_count: Callable[[str], int | None] = lambda topic: None,
+        on_stopping: Callable[[], None] = lambda: None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.consumer = consumer
@@ -51,6 +52,7 @@ class ConsumeLoop:
         self.start_from_earliest = start_from_earliest
         self.on_rebalance = on_rebalance
         self.partition_count = partition_count
+        self.on_stopping = on_stopping
         self.clock = clock
         self.stop_requested = threading.Event()
         self._last_commit = 0.0
@@ -165,6 +167,7 @@ class ConsumeLoop:
                 self.poll_once()
         finally:
             self.health.stopping = True
+            self.on_stopping()
             self.commit(sync=True)
             self.consumer.close()
             log.info("consumer_closed")
