@@ -1,7 +1,7 @@
 """No configured secret reaches the daemon's output, its /metrics or its error messages.
 
 Each scenario plants a distinct random secret in every key it sets (kafka
-sasl_password and secret_properties, sasl.oauthbearer.config's clientSecret,
+sasl_password and secret_properties, sasl.oauthbearer.config's clientSecret, a PEM key,
 the registry's URL userinfo, basic auth, bearer token), runs the real daemon with
 logging at debug and librdkafka debug=all against the mock cluster (librdkafka
 prints its configuration, every request and every error), lets it work for a few
@@ -55,11 +55,14 @@ class Scenario:
 
 
 def scenarios() -> list[Scenario]:
-    s = {k: secret(k) for k in ("sasl", "keypw", "kspw", "oidc", "cfg", "url", "basic", "token")}
+    s = {
+        k: secret(k)
+        for k in ("sasl", "keypw", "kspw", "oidc", "cfg", "pem", "url", "basic", "token")
+    }
     return [
         Scenario(
             "kafka-secrets-and-url-credentials",
-            {k: s[k] for k in ("sasl", "keypw", "kspw", "oidc", "cfg", "url")},
+            {k: s[k] for k in ("sasl", "keypw", "kspw", "oidc", "cfg", "pem", "url")},
             kafka={
                 "sasl_username": USER,
                 "secret_properties": {
@@ -67,6 +70,8 @@ def scenarios() -> list[Scenario]:
                     "ssl.keystore.password": s["kspw"],
                     "sasl.oauthbearer.client.secret": s["oidc"],
                     "sasl.oauthbearer.config": f"principal={USER} clientSecret={s['cfg']}",
+                    "ssl.key.pem": f"-----BEGIN PRIVATE KEY-----\n{s['pem']}\n"
+                    "-----END PRIVATE KEY-----",
                 },
             },
             env={"TIDEMARK_KAFKA__SASL_PASSWORD": s["sasl"]},  # how operators pass secrets

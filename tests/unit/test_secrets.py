@@ -236,7 +236,9 @@ def test_every_log_path_is_json_and_masked(json_logs: pytest.CaptureFixture[str]
     configure_logging("json", "debug")
     structlog.get_logger("t").info("thing_done", detail=f"token={SECRET}", nested={"x": [SECRET]})
     logging.getLogger("httpx").info("HTTP Request: GET https://svc:%s@registry/x", SECRET)
-    LibrdkafkaLogger().log(logging.DEBUG, "%s [%s] %s", "CONF", "tidemark#consumer-1", f"pw {SECRET}")
+    LibrdkafkaLogger().log(
+        logging.DEBUG, "%s [%s] %s", "CONF", "tidemark#consumer-1", f"pw {SECRET}"
+    )
     try:
         raise RuntimeError(f"failed with {SECRET}")
     except RuntimeError:
