@@ -169,9 +169,13 @@ class Monitor:
 
     def install_signal_handlers(self) -> None:
         def request_stop(signum: int, frame: FrameType | None) -> None:
-            # No logging here: the handler runs on the main thread between two
-            # bytecodes, possibly inside a log write that holds the (non-reentrant)
-            # output lock, and would deadlock on it. The loop announces the stop.
+            # Python runs this on the main thread between two bytecodes, possibly
+            # while that thread holds a non-reentrant lock: the log output's (so no
+            # logging here; the loop announces the stop) or, for a repeated signal,
+            # the stop Event's inside the first signal's stop(). Only the first
+            # signal acts.
+            if self._stop_signal is not None:
+                return
             self._stop_signal = signal.Signals(signum).name
             self.stop()
 
