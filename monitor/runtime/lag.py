@@ -57,7 +57,7 @@ class LagTracker:
         self._thread = threading.Thread(target=self._run, name="tidemark-lag", daemon=True)
         self._counts: dict[str, int] = {}  # replaced whole, like high_watermarks
         self._counts_at = -math.inf
-        self._counts_known = threading.Event()
+        self._counts_refreshed = threading.Event()  # replaced by each refresh, after set()
         self._error_log = RepeatLimiter()
 
     def start(self) -> None:
@@ -76,11 +76,13 @@ class LagTracker:
     def partition_count(self, topic: str, wait: float = 5.0) -> int | None:
         """How many partitions `topic` has (None: unknown), from this thread's metadata.
 
-        Waits up to `wait` seconds for the first metadata answer after start-up,
-        which normally arrives before the group's first assignment.
+        A topic not known yet (start-up, or created since the last answer) makes
+        this thread ask the cluster at once; the caller waits up to `wait` seconds.
         """
         if topic not in self._counts:
-            self._counts_known.wait(wait)
+            refreshed = self._counts_refreshed
+            self._wake.set()
+            refreshed.wait(wait)
         return self._counts.get(topic)
 
     def _refresh_counts(self, timeout: float) -> bool:
@@ -95,7 +97,8 @@ class LagTracker:
             if topic in meta.topics and meta.topics[topic].partitions
         }
         self._counts_at = time.monotonic()
-        self._counts_known.set()
+        refreshed, self._counts_refreshed = self._counts_refreshed, threading.Event()
+        refreshed.set()
         return True
 
     def _counts_stale(self) -> bool:
