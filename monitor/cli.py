@@ -76,7 +76,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             return produce_demo(args.bootstrap, args.registry, args.rate)
     except TidemarkError as exc:
-        print(f"tidemark: {exc}", file=sys.stderr)
+        from monitor.redact import REDACTOR
+
+        print(f"tidemark: {REDACTOR(str(exc))}", file=sys.stderr)
         return 2
     return 2
 
@@ -88,7 +90,13 @@ def _run(config: Path | None) -> int:
 
     settings = load_settings(config)
     configure_logging(settings.logging.format, settings.logging.level)
-    return run(settings)
+    try:
+        return run(settings)
+    except TidemarkError as exc:  # logged, so a JSON log stays JSON (and redacted)
+        import structlog
+
+        structlog.get_logger("tidemark").error("tidemark_failed", error=str(exc))
+        return 2
 
 
 def _validate(config: Path | None) -> int:

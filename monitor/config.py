@@ -28,12 +28,33 @@ from monitor.completeness.config import CompletenessConfig
 from monitor.durations import Seconds
 from monitor.errors import ConfigError
 from monitor.export.webconfig import load_web_config
+from monitor.redact import SECRET_WORD, looks_secret, mask_patterns
 from monitor.sizes import ByteSize
 
 CONFIG_ENV = "TIDEMARK_CONFIG"
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
-# librdkafka keys whose values are secrets wherever they appear.
-_SECRET_KEY = re.compile(r"(password|secret|token|credentials|key\.pem|user\.info)", re.I)
+# Client keys (librdkafka's, the registry client's) whose values are secrets
+# wherever they appear; sasl.oauthbearer.config is a compound "k=v k=v" string
+# that may carry clientSecret=... .
+_SECRET_KEY = re.compile(rf"({SECRET_WORD}|key\.pem|private\.key|oauthbearer\.config)", re.I)
+# Keys naming where a secret is, not the secret itself (their values are still
+# checked for credentials, e.g. a URL with userinfo).
+_SECRET_KEY_EXEMPT = re.compile(r"\.(url|location|file|source|id)$", re.I)
+
+
+def _refuse_plain_secrets(value: dict[str, Any], section: str, secret_home: str) -> None:
+    """A secret in a map that is logged is refused with where to put it instead."""
+    for key, item in value.items():
+        if _SECRET_KEY.search(key) and not _SECRET_KEY_EXEMPT.search(key):
+            raise ValueError(
+                f"{key!r} holds a secret: put it under {secret_home} so it is never logged"
+            )
+        found = looks_secret(item) if isinstance(item, str) else None
+        if found:
+            raise ValueError(
+                f"{key!r}: the value holds {found}: put the whole entry under "
+                f"{secret_home} so it is never logged"
+            )
 
 
 class _Model(BaseModel):
@@ -63,12 +84,7 @@ class KafkaConfig(_Model):
     @field_validator("properties")
     @classmethod
     def _no_plain_secrets(cls, value: dict[str, Any]) -> dict[str, Any]:
-        for key in value:
-            if _SECRET_KEY.search(key):
-                raise ValueError(
-                    f"{key!r} holds a secret: put it under kafka.secret_properties "
-                    "(or sasl_password) so it is never logged"
-                )
+        _refuse_plain_secrets(value, "kafka", "kafka.secret_properties (or sasl_password)")
         return value
 
     def librdkafka(self) -> dict[str, Any]:
@@ -91,15 +107,29 @@ class KafkaConfig(_Model):
 
 
 class SchemaRegistryConfig(_Model):
+    """Registry client settings; `secret_properties` holds bearer tokens, key passwords."""
+
     url: str | None = None
     basic_auth_user_info: SecretStr | None = None
     properties: dict[str, str] = Field(default_factory=dict)
+    secret_properties: dict[str, SecretStr] = Field(default_factory=dict)
     retry_after: Seconds = 30.0
     lookup_workers: int = Field(default=4, ge=1, le=32)
+
+    @field_validator("properties")
+    @classmethod
+    def _no_plain_secrets(cls, value: dict[str, Any]) -> dict[str, Any]:
+        _refuse_plain_secrets(
+            value,
+            "schema_registry",
+            "schema_registry.secret_properties (or basic_auth_user_info)",
+        )
+        return value
 
     def client_conf(self) -> dict[str, Any]:
         """SchemaRegistryClient configuration, secrets revealed: for the client only."""
         conf: dict[str, Any] = {"url": self.url, **self.properties}
+        conf.update({k: v.get_secret_value() for k, v in self.secret_properties.items()})
         if self.basic_auth_user_info is not None:
             conf["basic.auth.user.info"] = self.basic_auth_user_info.get_secret_value()
         return conf
@@ -235,6 +265,19 @@ class Settings(BaseSettings):
         # The file arrives as init kwargs; the environment must win over it.
         return (env_settings, init_settings)
 
+    def secret_values(self) -> list[str]:
+        """Every configured secret, revealed: for registering with the log redactor only."""
+        secrets: list[SecretStr | None] = [
+            self.kafka.sasl_password,
+            *self.kafka.secret_properties.values(),
+            self.schema_registry.basic_auth_user_info,
+            *self.schema_registry.secret_properties.values(),
+        ]
+        values = [s.get_secret_value() for s in secrets if s is not None]
+        if self.schema_registry.url and "@" in self.schema_registry.url:
+            values.append(self.schema_registry.url)  # redact derives the userinfo
+        return values
+
     @model_validator(mode="after")
     def _cross_checks(self) -> Settings:
         names: set[str] = set()
@@ -260,10 +303,16 @@ class Settings(BaseSettings):
 def loggable(settings: Settings) -> dict[str, Any]:
     """The settings as logged at start-up: secrets masked, URL credentials removed."""
     data = settings.model_dump(mode="json", exclude={"products"})
-    url = data["schema_registry"].get("url")
-    if url:
-        data["schema_registry"]["url"] = re.sub(r"//[^/@]*@", "//***@", url)
-    return data
+
+    def mask(value: Any) -> Any:
+        if isinstance(value, str):
+            return mask_patterns(value)
+        if isinstance(value, dict):
+            return {k: mask(v) for k, v in value.items()}
+        return value
+
+    masked: dict[str, Any] = mask(data)
+    return masked
 
 
 def _line_index(text: str) -> dict[tuple[str | int, ...], int]:
@@ -327,7 +376,12 @@ def load_settings(path: Path | str | None = None) -> Settings:
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"{config_path}:{mark.line + 1}" if mark else str(config_path)
-        raise ConfigError(f"{where}: not valid YAML: {exc}") from None
+        # Not str(exc): it quotes the offending line, which may hold a secret.
+        problem = getattr(exc, "problem", None) or type(exc).__name__
+        context = getattr(exc, "context", None)
+        column = f" (column {mark.column + 1})" if mark else ""
+        detail = f"{context}, {problem}" if context else problem
+        raise ConfigError(f"{where}: not valid YAML{column}: {detail}") from None
     if not isinstance(data, dict):
         raise ConfigError(f"{config_path}: the top level must be a mapping of sections")
     base = config_path.resolve().parent

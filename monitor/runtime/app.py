@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import signal
 import time
 from dataclasses import dataclass
@@ -10,7 +9,7 @@ from types import FrameType
 from typing import Any
 
 import structlog
-from confluent_kafka import Consumer
+from confluent_kafka import Consumer, KafkaException
 
 from monitor.config import ProductConfig, Settings, loggable
 from monitor.contract.decoding import (
@@ -32,7 +31,9 @@ from monitor.errors import ConfigError, ContractError
 from monitor.export.collector import TidemarkCollector, build_registry
 from monitor.export.server import Limits, MetricsServer
 from monitor.export.webconfig import load_web_config
+from monitor.logs import LibrdkafkaLogger
 from monitor.pipeline import Pipeline, ProductPipeline
+from monitor.redact import REDACTOR
 from monitor.runtime.health import HealthState
 from monitor.runtime.lag import LagTracker
 from monitor.runtime.loop import ConsumeLoop
@@ -144,6 +145,9 @@ class Monitor:
 
     def __init__(self, settings: Settings, *, lookup: SchemaLookup | None = None) -> None:
         self.settings = settings
+        self._stop_signal: str | None = None
+        # Before any client exists: their log lines and errors may echo a secret.
+        REDACTOR.add(*settings.secret_values())
         built = build_pipeline(settings, lookup)
         self.built = built
         self.pipeline = built.pipeline
@@ -172,16 +176,29 @@ class Monitor:
             web=load_web_config(server.web_config_file) if server.web_config_file else None,
         )
         conf = consumer_conf(settings)
+        librdkafka_log = LibrdkafkaLogger()
         self.loop: ConsumeLoop  # the client's callbacks reach the loop built just below
-        consumer = Consumer(
-            {
-                **conf,
-                "error_cb": lambda err: self.loop.error_cb(err),
-                "on_commit": lambda err, parts: self.loop.commit_cb(err, parts),
-            },
-            logger=logging.getLogger("tidemark.librdkafka"),
-        )
-        self.lag = LagTracker(conf, self.pipeline, self.health, settings.lag.refresh_interval)
+        try:
+            consumer = Consumer(
+                {
+                    **conf,
+                    "error_cb": lambda err: self.loop.error_cb(err),
+                    "on_commit": lambda err, parts: self.loop.commit_cb(err, parts),
+                },
+                logger=librdkafka_log,
+            )
+            self.lag = LagTracker(
+                conf,
+                self.pipeline,
+                self.health,
+                settings.lag.refresh_interval,
+                logger=librdkafka_log,
+            )
+        except (KafkaException, ValueError, TypeError) as exc:
+            # librdkafka quotes rejected values ("Invalid value ... for ...").
+            raise ConfigError(
+                f"kafka: the client rejected the configuration: {REDACTOR(str(exc))}"
+            ) from None
         self.loop = ConsumeLoop(
             consumer,
             self.pipeline,
@@ -193,6 +210,8 @@ class Monitor:
             start_from_earliest=settings.kafka.start_from == "earliest",
             on_rebalance=self.lag.refresh_soon,
             hold_check=built.hold_reason,
+            partition_count=self.lag.partition_count,
+            on_stopping=self._announce_stop,
         )
 
     @property
@@ -206,11 +225,22 @@ class Monitor:
 
     def install_signal_handlers(self) -> None:
         def request_stop(signum: int, frame: FrameType | None) -> None:
-            log.info("shutdown_requested", signal=signal.Signals(signum).name)
+            # Python runs this on the main thread between two bytecodes, possibly
+            # while that thread holds a non-reentrant lock: the log output's (so no
+            # logging here; the loop announces the stop) or, for a repeated signal,
+            # the stop Event's inside the first signal's stop(). Only the first
+            # signal acts.
+            if self._stop_signal is not None:
+                return
+            self._stop_signal = signal.Signals(signum).name
             self.stop()
 
         signal.signal(signal.SIGTERM, request_stop)
         signal.signal(signal.SIGINT, request_stop)
+
+    def _announce_stop(self) -> None:
+        if self._stop_signal is not None:
+            log.info("shutdown_requested", signal=self._stop_signal)
 
     def run(self) -> None:
         """Serve and consume until stop(); blocks the calling thread."""

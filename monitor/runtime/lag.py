@@ -4,11 +4,19 @@ A dedicated client (no group membership) asks the brokers for each owned
 partition's end offset every refresh_interval and publishes the answer as a new
 dict that replaces the old one whole: readers always see one consistent
 snapshot, and a slow or unreachable broker only makes the snapshot older.
+
+The client's log lines reach structlog only when it is polled (see
+monitor.logs.LibrdkafkaLogger), so the thread polls it between refreshes.
+It also keeps each monitored topic's partition count for the consume loop's
+rebalance callback, which must not ask Kafka itself (see ConsumeLoop): the
+answer comes from this thread's metadata requests, so no other thread ever
+calls this client (confluent-kafka serialises calls on one client, and a
+rebalance would wait behind a slow watermark query).
 """
 
 from __future__ import annotations
 
-import logging
+import math
 import threading
 import time
 from collections.abc import Callable
@@ -17,10 +25,13 @@ from typing import Any
 import structlog
 from confluent_kafka import Consumer, KafkaException, TopicPartition
 
+from monitor.logs import LibrdkafkaLogger, RepeatLimiter
 from monitor.pipeline import Pipeline
 from monitor.runtime.health import HealthState
 
 log = structlog.get_logger("tidemark.lag")
+
+_COUNTS_MAX_AGE = 60.0  # seconds; partitions are added to a topic rarely
 
 
 class LagTracker:
@@ -31,12 +42,12 @@ class LagTracker:
         health: HealthState,
         interval: float,
         clock: Callable[[], float] = time.time,
+        logger: LibrdkafkaLogger | None = None,
     ) -> None:
         conf = {k: v for k, v in kafka_conf.items() if k not in ("group.id", "on_commit")}
         conf["group.id"] = "tidemark-lag-probe"  # required by the client; never joins
         conf["enable.auto.commit"] = False
-        # Its connection errors are logged like the main consumer's, not to stderr.
-        self._client = Consumer(conf, logger=logging.getLogger("tidemark.librdkafka"))
+        self._client = Consumer(conf, logger=logger or LibrdkafkaLogger())
         self._pipeline = pipeline
         self._health = health
         self._interval = interval
@@ -44,6 +55,10 @@ class LagTracker:
         self._stop = threading.Event()
         self._wake = threading.Event()
         self._thread = threading.Thread(target=self._run, name="tidemark-lag", daemon=True)
+        self._counts: dict[str, int] = {}  # replaced whole, like high_watermarks
+        self._counts_at = -math.inf
+        self._counts_refreshed = threading.Event()  # replaced by each refresh, after set()
+        self._error_log = RepeatLimiter()
 
     def start(self) -> None:
         self._thread.start()
@@ -58,6 +73,45 @@ class LagTracker:
         if self._thread.is_alive():
             self._thread.join(timeout=10)
         self._client.close()
+
+    def partition_count(self, topic: str, wait: float = 5.0) -> int | None:
+        """How many partitions `topic` has (None: unknown), from this thread's metadata.
+
+        A topic not known yet (start-up, or created since the last answer) makes
+        this thread ask the cluster at once; the caller waits up to `wait` seconds.
+        """
+        if topic not in self._counts:
+            refreshed = self._counts_refreshed
+            self._wake.set()
+            refreshed.wait(wait)
+        return self._counts.get(topic)
+
+    def _refresh_counts(self, timeout: float) -> bool:
+        """Re-read the monitored topics' partition counts; False if the cluster did not answer.
+
+        The same metadata request tells whether any broker answers at all, which
+        is recorded for readiness and the Kafka-unreachable alert.
+        """
+        try:
+            meta = self._client.list_topics(timeout=timeout)
+        except KafkaException as exc:
+            if self._health.kafka.failed(self._clock()):
+                log.warning("kafka_unreachable", via="lag_probe", error=exc.args[0].str())
+            return False
+        self._answered()
+        self._counts = {
+            topic: len(meta.topics[topic].partitions)
+            for topic in self._pipeline.topics
+            if topic in meta.topics and meta.topics[topic].partitions
+        }
+        self._counts_at = time.monotonic()
+        refreshed, self._counts_refreshed = self._counts_refreshed, threading.Event()
+        refreshed.set()
+        return True
+
+    def _counts_stale(self) -> bool:
+        missing = len(self._counts) < len(self._pipeline.topics)
+        return missing or time.monotonic() - self._counts_at > _COUNTS_MAX_AGE
 
     def _owned(self) -> list[tuple[str, int]]:
         with self._pipeline.lock:
@@ -78,13 +132,15 @@ class LagTracker:
         """
         timeout = max(1.0, min(self._interval, 10.0))
         owned = self._owned()
-        if not owned:
-            # Nothing assigned: a metadata request still tells whether the cluster
-            # answers, so /readyz can say which of the two is missing.
-            if self._probe(timeout):
+        if not owned or self._counts_stale():
+            # With nothing assigned yet, the metadata answer still tells whether
+            # the cluster answers, so /readyz can say which of the two is missing.
+            if not self._refresh_counts(timeout):
+                return  # nothing answers: keep the previous snapshot whole
+            if not owned:
                 self._pipeline.high_watermarks = {}
                 self._health.lag_snapshot_at = self._clock()
-            return
+                return
         snapshot: dict[str, dict[int, int]] = {}
         answered, complete = False, True
         for topic, partition in owned:
@@ -99,15 +155,18 @@ class LagTracker:
                 err = exc.args[0]
                 with self._pipeline.lock:
                     self._health.loop.kafka_errors[err.name()] += 1
-                log.warning(
-                    "high_watermark_query_failed",
-                    topic=topic,
-                    partition=partition,
-                    error=err.str(),
-                )
-                if not answered and not self._probe(timeout):
+                suppressed = self._error_log.admit(err.name())
+                if suppressed is not None:  # every partition fails alike in an outage
+                    log.warning(
+                        "high_watermark_query_failed",
+                        topic=topic,
+                        partition=partition,
+                        error=err.str(),
+                        **({"suppressed": suppressed} if suppressed else {}),
+                    )
+                if not answered and not self._refresh_counts(timeout):
                     return  # nothing answers: keep the previous snapshot whole
-                answered = True  # the probe answered
+                answered = True  # the metadata request answered
                 previous = self._pipeline.high_watermarks.get(topic, {}).get(partition)
                 if previous is not None:
                     snapshot.setdefault(topic, {})[partition] = previous
@@ -116,20 +175,10 @@ class LagTracker:
             if not answered:
                 answered = True
                 self._answered()
+            self._client.poll(0)  # deliver queued log lines between slow queries
         self._pipeline.high_watermarks = snapshot
         if complete:
             self._health.lag_snapshot_at = self._clock()
-
-    def _probe(self, timeout: float) -> bool:
-        """Ask the cluster for metadata; record whether any broker answered."""
-        try:
-            self._client.list_topics(timeout=timeout)
-        except KafkaException as exc:
-            if self._health.kafka.failed(self._clock()):
-                log.warning("kafka_unreachable", via="lag_probe", error=exc.args[0].str())
-            return False
-        self._answered()
-        return True
 
     def _answered(self) -> None:
         if self._health.kafka.answered(self._clock()):
@@ -141,5 +190,17 @@ class LagTracker:
                 self.refresh()
             except Exception:  # a background probe must never die silently
                 log.exception("lag_refresh_failed")
-            self._wake.wait(self._interval)
-            self._wake.clear()
+            self._idle()
+
+    def _idle(self) -> None:
+        """Wait for the next refresh or a wake-up, serving the client's queue meanwhile.
+
+        The wait is on the event, not inside poll(), so refresh_soon() after a
+        rebalance is answered at once; poll(0) between waits delivers log lines.
+        """
+        deadline = time.monotonic() + self._interval
+        while (remaining := deadline - time.monotonic()) > 0:
+            if self._wake.wait(min(remaining, 0.1)):
+                break
+            self._client.poll(0)
+        self._wake.clear()

@@ -17,6 +17,7 @@ from typing import Any
 import structlog
 from confluent_kafka import OFFSET_INVALID, Consumer, KafkaError, KafkaException, TopicPartition
 
+from monitor.logs import RepeatLimiter
 from monitor.pipeline import HeldEvent, Pipeline
 from monitor.runtime.commit import CommitPolicy, OffsetLedger
 from monitor.runtime.health import HealthState
@@ -41,6 +42,8 @@ class ConsumeLoop:
         readback_messages: int,
         start_from_earliest: bool = False,
         on_rebalance: Callable[[], None] = lambda: None,
+        partition_count: Callable[[str], int | None] = lambda topic: None,
+        on_stopping: Callable[[], None] = lambda: None,
         clock: Callable[[], float] = time.time,
         hold_check: HoldCheck = lambda schema_id: None,
     ) -> None:
@@ -52,12 +55,15 @@ class ConsumeLoop:
         self.readback = readback_messages
         self.start_from_earliest = start_from_earliest
         self.on_rebalance = on_rebalance
+        self.partition_count = partition_count
+        self.on_stopping = on_stopping
         self.clock = clock
         self.stop_requested = threading.Event()
         self.commit_policy = CommitPolicy(commit_interval)
         self.offsets = OffsetLedger()
         # Partitions waiting for a schema look-up; they never stall the loop.
         self.holds = PartitionHolds(consumer, hold_check)
+        self._error_log = RepeatLimiter()  # an outage repeats each error many times a second
 
     # --- rebalance callbacks (run inside consume()) ---------------------------
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
@@ -129,14 +135,20 @@ class ConsumeLoop:
             return 0, 0
 
     def _partition_counts(self, topics: set[str]) -> dict[str, int]:
-        """Partitions per topic, so completeness knows whether it owns a whole topic."""
+        """Partitions per topic, so completeness knows whether it owns a whole topic.
+
+        Asked through `partition_count` (another client), never this consumer:
+        this runs inside consume(), and confluent-kafka's list_topics() resets
+        the consumer's per-thread call state on return, so the next callback of
+        the same consume() (a librdkafka log line, an error) aborts the process
+        (`CallState_get: Assertion 'cs != NULL' failed`). committed(),
+        get_watermark_offsets(), assign() and commit() do not touch that state.
+        """
         counts = {}
         for topic in topics:
-            try:
-                meta = self.consumer.list_topics(topic, timeout=5)
-                counts[topic] = len(meta.topics[topic].partitions)
-            except (KafkaException, KeyError):
-                continue
+            count = self.partition_count(topic)
+            if count is not None:
+                counts[topic] = count
         return counts
 
     def _drop(self, partitions: list[TopicPartition], *, lost: bool = False) -> None:
@@ -193,6 +205,7 @@ class ConsumeLoop:
                 self.poll_once()
         finally:
             self.health.stopping = True
+            self.on_stopping()
             self.commit(sync=True)
             if owed := self.offsets.owed():
                 # The next owner counts these again: at-least-once, never lost.
@@ -267,7 +280,14 @@ class ConsumeLoop:
         name = err.name() if hasattr(err, "name") else "UNKNOWN"
         with self.pipeline.lock:
             self.health.loop.kafka_errors[name] += 1
-        log.warning("kafka_error", code=name, error=err.str() if hasattr(err, "str") else str(err))
+        suppressed = self._error_log.admit(name)  # counted above every time, logged once a while
+        if suppressed is not None:
+            log.warning(
+                "kafka_error",
+                code=name,
+                error=err.str() if hasattr(err, "str") else str(err),
+                **({"suppressed": suppressed} if suppressed else {}),
+            )
 
     def commit_cb(self, err: KafkaError | None, partitions: list[TopicPartition]) -> None:
         """Result of an asynchronous commit, delivered inside consume()."""
