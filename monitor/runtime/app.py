@@ -233,6 +233,11 @@ class Monitor:
             if self._stop_signal is not None:
                 return
             self._stop_signal = signal.Signals(signum).name
+            # Later SIGTERMs are ignored outright: at interpreter exit Python puts
+            # the default action back for signals with a Python handler (not for
+            # ignored ones), so one arriving then would kill a process that had
+            # already shut down cleanly, with status -15 instead of 0.
+            signal.signal(signal.SIGTERM, signal.SIG_IGN)
             self.stop()
 
         signal.signal(signal.SIGTERM, request_stop)

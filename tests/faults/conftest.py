@@ -53,6 +53,24 @@ def broker(request: pytest.FixtureRequest) -> Broker:
 
 
 @pytest.fixture
+def own_broker(tmp_path: Path) -> Iterator[Callable[[str], Broker]]:
+    """`own_broker("mock" | "tansu")`: a broker of this test's own, closed at teardown.
+
+    Tests that take a broker down start their own, never the shared one.
+    """
+    started: list[Broker] = []
+
+    def start(kind: str) -> Broker:
+        broker: Broker = MockBroker() if kind == "mock" else TansuBroker(tmp_path / "tansu.log")
+        started.append(broker)
+        return broker
+
+    yield start
+    for broker in started:
+        broker.close()
+
+
+@pytest.fixture
 def registry() -> Iterator[RegistryServer]:
     """The schema registry stand-in (tests/integration/harness/registry_server.py)."""
     with RegistryServer() as server:
