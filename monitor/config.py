@@ -193,6 +193,12 @@ class ConformanceObjective(_Model):
     target: float = Field(default=0.999, gt=0.0, lt=1.0)
 
 
+class CorrectnessObjective(_Model):
+    """Share of rule-checked events that pass every rule of the contract."""
+
+    target: float = Field(default=0.999, gt=0.0, lt=1.0)
+
+
 Encoding = Literal["avro-raw", "confluent", "avro-single-object"]
 
 
@@ -217,6 +223,7 @@ class ProductConfig(_Model):
     max_payload_bytes: ByteSize = Field(default=1024 * 1024, ge=16, le=64 * 1024 * 1024)
     freshness: FreshnessObjective = Field(default_factory=FreshnessObjective)
     conformance: ConformanceObjective = Field(default_factory=ConformanceObjective)
+    correctness: CorrectnessObjective = Field(default_factory=CorrectnessObjective)
     completeness: CompletenessConfig | None = None
 
     @field_validator("name", "tier", "owner")

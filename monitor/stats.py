@@ -84,6 +84,12 @@ class ProductStats:
     late: int = 0
     future: int = 0
     processing_errors: int = 0  # raised inside Tidemark; skipped and committed
+    # Correctness: conforming events whose rules were evaluated (all, or a sample),
+    # those that passed every rule, and per-rule violations and evaluation errors.
+    rule_checked: int = 0
+    correct: int = 0
+    rule_violations: Counter[str] = field(default_factory=Counter)
+    rule_errors: Counter[str] = field(default_factory=Counter)
     violations: Counter[str] = field(default_factory=Counter)
     drift: Counter[str] = field(default_factory=Counter)
     latency: Histogram = field(default_factory=lambda: Histogram(LATENCY_BUCKETS))
@@ -97,6 +103,10 @@ class ProductStats:
             late=self.late,
             future=self.future,
             processing_errors=self.processing_errors,
+            rule_checked=self.rule_checked,
+            correct=self.correct,
+            rule_violations=Counter(self.rule_violations),
+            rule_errors=Counter(self.rule_errors),
             violations=Counter(self.violations),
             drift=Counter(self.drift),
             latency=self.latency.copy(),

@@ -155,6 +155,8 @@ def _objectives(s: Snapshot) -> Iterator[Sample]:
         cfg = v.config
         yield [cfg.name, "freshness"], cfg.freshness.target
         yield [cfg.name, "conformance"], cfg.conformance.target
+        if v.rules:
+            yield [cfg.name, "correctness"], cfg.correctness.target
         if cfg.completeness is not None:
             yield [cfg.name, "completeness"], cfg.completeness.objective
 
@@ -202,6 +204,37 @@ METRICS: tuple[MetricSpec, ...] = (
         P,
         "Events readable under the contract (writer identical or compatible).",
         product(lambda v: v.stats.conforming),
+    ),
+    MetricSpec(
+        "tidemark_rule_checked_events",
+        "counter",
+        P,
+        "Conforming events whose contract rules were evaluated (all of them unless "
+        "rules_sample_ratio samples); the correctness SLI's denominator.",
+        product(lambda v: v.stats.rule_checked if v.rules else None),
+    ),
+    MetricSpec(
+        "tidemark_events_correct",
+        "counter",
+        P,
+        "Rule-checked events that passed every rule of the contract (correctness SLI).",
+        product(lambda v: v.stats.correct if v.rules else None),
+    ),
+    MetricSpec(
+        "tidemark_rule_violations",
+        "counter",
+        (*P, "rule"),
+        "Rule-checked events that broke a rule, by rule name (from the contract or config, "
+        "never from event data).",
+        product_by(lambda v: ((r, v.stats.rule_violations.get(r, 0)) for r in v.rules)),
+    ),
+    MetricSpec(
+        "tidemark_rule_errors",
+        "counter",
+        (*P, "rule"),
+        "Rule evaluations that failed (missing field, wrong type, engine error), by rule; "
+        "such an event is not counted correct.",
+        product_by(lambda v: ((r, v.stats.rule_errors.get(r, 0)) for r in v.rules)),
     ),
     MetricSpec(
         "tidemark_contract_violations",

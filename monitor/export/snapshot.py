@@ -37,6 +37,9 @@ class ProductView:
     writers: list[tuple[str, str]]  # (schema key, verdict)
     completeness: CompletenessSnapshot | None
     held: dict[str, int]  # partitions waiting for a schema look-up, by reason
+    # Names of the product's evaluated rules (series exist at 0 from the start);
+    # empty when the product has no rules, and then no correctness series at all.
+    rules: tuple[str, ...] = ()
 
     @property
     def labels(self) -> list[str]:
