@@ -35,8 +35,8 @@ from typing import Any
 import pytest
 import yaml
 from alerting_stack import Alertmanager, Prometheus, free_port, wait_until
-from confluent_kafka import KafkaError, Message, Producer
-from fastavro import parse_schema, schemaless_writer
+from confluent_kafka import Consumer, KafkaError, Message, Producer, TopicPartition
+from fastavro import parse_schema, schemaless_reader, schemaless_writer
 from live_tidemark import ORDERS_AVSC, MockBroker, Product, TidemarkProcess, write_config
 from prometheus_client import CollectorRegistry, Counter, Gauge, start_http_server
 from pydantic import ValidationError
@@ -260,6 +260,38 @@ class RuleBreakingProducer:
         producer.flush(5)
 
 
+def _runbook_finds_the_events(
+    daemon: TidemarkProcess, bootstrap: str, bad: Product, clean: Product
+) -> list[int]:
+    """The runbook's procedure: /violations names partition and offset, a plain consumer
+    fetches exactly those events, and every one breaks the rule. Returns their amounts."""
+    status, body = daemon.get("/violations")
+    assert status == 200, body
+    products = json.loads(body)["products"]
+    assert products[clean.name]["violations"] == [], products[clean.name]
+    listed = products[bad.name]["violations"]
+    assert listed and products[bad.name]["topic"] == bad.topic, products[bad.name]
+    assert all(v["rules"] == [RULE["name"]] for v in listed), listed[:3]
+    schema = parse_schema(json.loads(ORDERS_AVSC.read_text()))
+    consumer = Consumer(
+        {"bootstrap.servers": bootstrap, "group.id": "e2e-oncall", "enable.auto.commit": False}
+    )
+    amounts = []
+    try:
+        for v in listed[:5]:  # what on-call does with kcat -p P -o OFFSET -c 1
+            consumer.assign([TopicPartition(bad.topic, v["partition"], v["offset"])])
+            msg = consumer.poll(10)
+            assert msg is not None and msg.error() is None, (v, msg and msg.error())
+            assert (msg.partition(), msg.offset()) == (v["partition"], v["offset"])
+            order = schemaless_reader(io.BytesIO(msg.value()), schema, schema)
+            assert isinstance(order, dict)
+            amounts.append(int(order["amount_cents"]))
+    finally:
+        consumer.close()
+    assert amounts and all(a <= 0 for a in amounts), amounts
+    return amounts
+
+
 @pytest.fixture
 def broker() -> Iterator[MockBroker]:
     broker = MockBroker()
@@ -307,6 +339,7 @@ def test_correctness_burn_pages_the_bad_products_owner(
                 events = prom.query("sum by (product) (tidemark_events_total)")
                 conforming = prom.query("sum by (product) (tidemark_events_conforming_total)")
                 assert [r["value"][1] for r in events] == [r["value"][1] for r in conforming]
+                amounts = _runbook_finds_the_events(daemon, broker.bootstrap, bad, clean)
             except AssertionError as exc:
                 raise AssertionError(
                     f"{exc}\n\n{_dump(prom, alertmanager)}\n{daemon.log_tail(20)}"
@@ -315,6 +348,7 @@ def test_correctness_burn_pages_the_bad_products_owner(
         producer.stop()
     assert producer.errors == [], producer.errors[:5]
     print(
+        f"\n/violations led to {len(amounts)} events, amounts {amounts}"
         f"\n{ALERT}{{sli=correctness}} with the daemon: paged {paged_after:.1f}s after "
         f"the first bad event (1 in {BREAK_EVERY} bad, objective {OBJECTIVE:.0%}, for: 2s)"
     )
