@@ -156,6 +156,19 @@ def executive() -> dict[str, Any]:
     b.add("timeseries", "Daily SLI trend (rolling 1 day)", [_target(
         f"tidemark:slo_sli:ratio_rate1d{{{P}}}", "{{product}} {{sli}}")], w=12, h=9,
         unit="percentunit")
+    # Correctness exists only for products with rules (they alone export its series).
+    b.add("bargauge", "Correctness per product (30 days) vs objective", [
+        _target(f'tidemark:slo_sli:ratio_rate30d{{{P}, sli="correctness"}}', "{{product}}"),
+        _target(f'tidemark:slo_objective_ratio:max{{{P}, sli="correctness"}}',
+                "{{product}} objective", ref="B")],
+        w=12, h=8, unit="percentunit", defaults={"min": 0.9, "max": 1, "decimals": 3},
+        description="Share of rule-checked events that passed every rule of the product's "
+                    "contract, next to its objective. Only products with rules appear.",
+        options={"orientation": "horizontal", "displayMode": "basic"})
+    b.add("timeseries", "Correctness per product (rolling 1 day) and objective", [
+        _target(f'tidemark:slo_sli:ratio_rate1d{{{P}, sli="correctness"}}', "{{product}}"),
+        _target(f'tidemark:slo_objective_ratio:max{{{P}, sli="correctness"}}',
+                "{{product}} objective", ref="B")], w=12, h=8, unit="percentunit")
     b.add("timeseries", "Data age per product (all replicas)", [_target(
         f"tidemark:product_freshness_seconds{{{P}}}", "{{product}}")], w=24, h=7, unit="s",
         description="Now minus the product watermark: how old the newest complete data is.")
@@ -190,6 +203,19 @@ def oncall() -> dict[str, Any]:
         f"tidemark:slo_burn_rate:rate6h{{{P}}}", "{{product}} {{sli}}")],
         defaults=_threshold_steps(("green", None), ("red", 6)) | {
             "custom": {"thresholdsStyle": {"mode": "line"}}})
+    b.add("timeseries", "Correctness burn rate, 1h and 6h (page at 14.4 / 6)", [
+        _target(f'tidemark:slo_burn_rate:rate1h{{{P}, sli="correctness"}}', "{{product}} 1h"),
+        _target(f'tidemark:slo_burn_rate:rate6h{{{P}, sli="correctness"}}', "{{product}} 6h",
+                ref="B")],
+        description="How fast events breaking the contract's rules spend the correctness "
+                    "error budget. Runbook: docs/runbooks/correctness.md.",
+        defaults=_threshold_steps(("green", None), ("orange", 6), ("red", 14.4)) | {
+            "custom": {"thresholdsStyle": {"mode": "line"}}})
+    b.add("timeseries", "Rule violations by rule (events/s)", [_target(
+        "sum by (product, rule) (rate("
+        f"tidemark_rule_violations_total{{{P}}}[{RATE}]))", "{{product}} {{rule}}")],
+        unit="ops", description="Which rule breaks; /violations lists the partition and "
+                                "offset of the last ones.")
     b.add("timeseries", "Tidemark consumer lag (messages)", [_target(
         f"tidemark:consumer_lag_messages:sum{{{P}}}", "{{product}}")])
     b.add("timeseries", "Partitions waiting for a schema look-up (registry_unreachable pages)", [
@@ -262,6 +288,21 @@ def debug() -> dict[str, Any]:
                 "{{product}} all"),
         _target(f"sum by (product) (rate(tidemark_events_conforming_total{{{pi}}}[{RATE}]))",
                 "{{product}} conforming", ref="B")], unit="ops")
+    b.row("Rules (correctness)")
+    b.add("timeseries", "Rule violations by rule over time (events/s)", [_target(
+        "sum by (product, rule) (rate("
+        f"tidemark_rule_violations_total{{{pi}}}[{RATE}]))", "{{product}} {{rule}}")],
+        w=8, unit="ops")
+    b.add("timeseries", "Rule errors by rule (events/s)", [_target(
+        f"sum by (product, rule) (rate(tidemark_rule_errors_total{{{pi}}}[{RATE}]))",
+        "{{product}} {{rule}}")], w=8, unit="ops",
+        description="Events a rule could not be evaluated on (missing field, wrong type); "
+                    "they count as not correct. TidemarkRuleErrors opens a ticket.")
+    b.add("timeseries", "Rule-checked and correct events (events/s)", [
+        _target("sum by (product) (rate("
+                f"tidemark_rule_checked_events_total{{{pi}}}[{RATE}]))", "{{product}} checked"),
+        _target(f"sum by (product) (rate(tidemark_events_correct_total{{{pi}}}[{RATE}]))",
+                "{{product}} correct", ref="B")], w=8, unit="ops")
     b.row("Completeness")
     b.add("timeseries", "Closed windows by verdict (windows/s)", [_target(
         f"sum by (product, verdict) (rate(tidemark_windows_closed_total{{{pi}}}[{RATE}]))",

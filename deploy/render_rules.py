@@ -20,6 +20,10 @@ SLIS: dict[str, tuple[str, str]] = {
     "conformance": ("tidemark_events_total", "tidemark_events_conforming_total"),
     "completeness": ("tidemark_completeness_expected_events_total",
                      "tidemark_completeness_observed_events_total"),
+    # Only products with rules export these, so only they get a correctness SLI. The
+    # denominator is the events whose rules were evaluated (conforming, after sampling),
+    # not every event: a non-conforming event is conformance's loss, not correctness's.
+    "correctness": ("tidemark_rule_checked_events_total", "tidemark_events_correct_total"),
 }
 
 def _owned_first(series: str) -> str:

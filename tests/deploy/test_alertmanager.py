@@ -50,6 +50,28 @@ ROUTES = [
     ),
     (
         {
+            "alertname": "TidemarkSLOFastBurn",
+            "severity": "page",
+            "category": "slo",
+            "product": "orders",
+            "sli": "correctness",
+            "owner": "team-checkout",
+        },
+        "data-pager",
+    ),
+    (
+        {
+            "alertname": "TidemarkRuleErrors",
+            "severity": "ticket",
+            "category": "data",
+            "product": "orders",
+            "rule": "positive_amount",
+            "owner": "team-checkout",
+        },
+        "data-tickets",
+    ),
+    (
+        {
             "alertname": "TidemarkSchemaIncompatible",
             "severity": "ticket",
             "category": "data",

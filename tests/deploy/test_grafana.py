@@ -95,3 +95,20 @@ def test_grafana_provisioning_points_at_the_dashboards() -> None:
     compose = yaml.safe_load((DEPLOY / "compose" / "docker-compose.yml").read_text())
     mounts = compose["services"]["grafana"]["volumes"]
     assert f"../grafana/dashboards:{provider['options']['path']}:ro" in mounts
+
+
+def _exprs(name: str) -> list[str]:
+    board = json.loads((DEPLOY / "grafana" / "dashboards" / f"{name}.json").read_text())
+    return [t["expr"] for p in board["panels"] for t in p.get("targets", [])]
+
+
+def test_every_dashboard_shows_correctness() -> None:
+    """Executive: SLI vs objective; on-call: its burn; debug: violations and errors by rule."""
+    executive = _exprs("tidemark-executive")
+    assert any("slo_sli:ratio_rate30d" in e and 'sli="correctness"' in e for e in executive)
+    assert any("slo_objective_ratio:max" in e and 'sli="correctness"' in e for e in executive)
+    oncall = _exprs("tidemark-oncall")
+    assert any("slo_burn_rate:rate1h" in e and 'sli="correctness"' in e for e in oncall)
+    debug = _exprs("tidemark-debug")
+    assert any("by (product, rule)" in e and "tidemark_rule_violations_total" in e for e in debug)
+    assert any("by (product, rule)" in e and "tidemark_rule_errors_total" in e for e in debug)

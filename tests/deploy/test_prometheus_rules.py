@@ -57,7 +57,7 @@ def test_recording_rules_cover_every_sli_and_window() -> None:
         if "record" in r
     }
     for window in ("5m", "30m", "1h", "2h", "6h", "1d", "3d"):
-        for sli in ("freshness", "conformance", "completeness"):
+        for sli in ("freshness", "conformance", "completeness", "correctness"):
             assert (f"tidemark:slo_events:rate{window}", sli) in records
             assert (f"tidemark:slo_good_events:rate{window}", sli) in records
         assert (f"tidemark:slo_burn_rate:rate{window}", None) in records
