@@ -1,0 +1,168 @@
+"""The CEL engine behind correctness rules: compile once, evaluate per event, never raise.
+
+The engine is `cel-expr-python`, Google's wrapper of the C++ CEL implementation,
+chosen by measurement (bench/rules.py): several times faster per evaluation than
+the Rust bindings and about a hundred times faster than cel-python (celpy), the
+pure-Python engine confluent-kafka uses. Expressions are type-checked at compile
+time with `message` (and the CEL_FIELD variables) declared `dyn`, so syntax
+errors and undeclared names fail at start-up with a line:column position.
+
+Decoded Avro values are handed to the engine as they are, except the values of
+logical types, which are converted the way confluent-kafka's CEL executor binds
+them (`cel_executor._value_to_cel`) so the same rule means the same thing:
+
+    datetime (timestamp-*, local-timestamp-*)  -> google.protobuf.Timestamp (CEL timestamp;
+                                                  naive datetimes are taken as UTC)
+    timedelta                                  -> google.protobuf.Duration (CEL duration)
+    date                                       -> int, days since 1970-01-01 (as Confluent)
+    UUID                                       -> string (as Confluent)
+    Decimal                                    -> double (Confluent has no binding; see rules.py)
+    time (time-millis, time-micros)            -> duration since midnight (Confluent: none)
+
+Conversion copies only the containers that hold such a value; a record of plain
+values is handed over untouched.
+"""
+
+from __future__ import annotations
+
+import datetime
+import re
+import uuid
+from collections.abc import Mapping
+from decimal import Decimal
+from typing import Any, Final
+
+from cel_expr_python import cel
+from google.protobuf.duration_pb2 import Duration
+from google.protobuf.timestamp_pb2 import Timestamp
+
+_UTC = datetime.UTC
+_EPOCH_DAYS: Final = datetime.date(1970, 1, 1).toordinal()
+_PLAIN: Final = frozenset({str, int, float, bool, bytes, type(None)})
+_ERROR_AT = re.compile(r"ERROR: <input>:(-?\d+):(-?\d+): ([^\n]*)")
+
+# Variables a CEL_FIELD rule sees, as confluent-kafka's CelFieldExecutor binds them.
+FIELD_VARIABLES: Final = ("value", "fullName", "name", "typeName", "tags", "message")
+
+_MESSAGE_ENV = cel.NewEnv(variables={"message": cel.Type.DYN})
+_FIELD_ENV = cel.NewEnv(
+    variables={
+        "message": cel.Type.DYN,
+        "value": cel.Type.DYN,
+        "fullName": cel.Type.STRING,
+        "name": cel.Type.STRING,
+        "typeName": cel.Type.STRING,
+        "tags": cel.Type.List(cel.Type.STRING),
+    }
+)
+_BOOL = cel.Type.BOOL
+_DYN = cel.Type.DYN
+_ERROR = cel.Type.ERROR
+
+
+class CelCompileError(Exception):
+    """An expression does not compile; the message is `line:column: what` per error."""
+
+
+class CelEvalError(Exception):
+    """An expression did not produce a bool for one event (missing field, wrong type, ...)."""
+
+
+class Program:
+    """One compiled boolean CEL expression over `message` (or the CEL_FIELD variables)."""
+
+    __slots__ = ("_env", "_expr", "source")
+
+    def __init__(self, source: str, *, field: bool = False) -> None:
+        self._env = _FIELD_ENV if field else _MESSAGE_ENV
+        self.source = source
+        try:
+            self._expr = self._env.compile(source)
+        except RuntimeError as exc:
+            raise CelCompileError(_compile_message(str(exc))) from None
+        returns = self._expr.return_type()
+        if returns != _BOOL and returns != _DYN:
+            raise CelCompileError(
+                f"1:1: a rule must be a boolean condition, this expression returns "
+                f"{returns.name().lower()}"
+            )
+
+    def activation(self, variables: Mapping[str, Any]) -> Any:
+        """Bind already-converted variables once, for several programs of the same env."""
+        return self._env.Activation(variables)
+
+    def check(self, activation: Any) -> bool:
+        """True or False, or CelEvalError saying why there is no verdict."""
+        result = self._expr.eval(activation)
+        value = result.value()
+        if value is True or value is False:
+            return bool(value)
+        if result.type() == _ERROR:
+            raise CelEvalError(str(value))
+        raise CelEvalError(f"the rule returned {result.type().name().lower()}, not a bool")
+
+
+def _compile_message(text: str) -> str:
+    found = [f"{line}:{col}: {what}" for line, col, what in _ERROR_AT.findall(text) if line != "-1"]
+    return "; ".join(found) if found else text.strip()
+
+
+def to_cel(value: Any) -> Any:
+    """The engine's view of a decoded Avro value; returns `value` itself when nothing changes."""
+    kind = type(value)
+    if kind in _PLAIN:
+        return value
+    if kind is dict:
+        copy: dict[Any, Any] | None = None
+        for key, item in value.items():
+            converted = to_cel(item)
+            if converted is not item:
+                if copy is None:
+                    copy = dict(value)
+                copy[key] = converted
+        return value if copy is None else copy
+    if kind is list:
+        items: list[Any] | None = None
+        for index, item in enumerate(value):
+            converted = to_cel(item)
+            if converted is not item:
+                if items is None:
+                    items = list(value)
+                items[index] = converted
+        return value if items is None else items
+    return _logical(value)
+
+
+def _logical(value: Any) -> Any:
+    if isinstance(value, datetime.datetime):
+        if value.tzinfo is None:
+            value = value.replace(tzinfo=_UTC)
+        stamp = Timestamp()
+        stamp.FromDatetime(value)
+        return stamp
+    if isinstance(value, datetime.date):
+        return value.toordinal() - _EPOCH_DAYS
+    if isinstance(value, datetime.timedelta):
+        span = Duration()
+        span.FromTimedelta(value)
+        return span
+    if isinstance(value, datetime.time):
+        span = Duration()
+        span.FromTimedelta(
+            datetime.timedelta(
+                hours=value.hour,
+                minutes=value.minute,
+                seconds=value.second,
+                microseconds=value.microsecond,
+            )
+        )
+        return span
+    if isinstance(value, Decimal):
+        return float(value)
+    if isinstance(value, uuid.UUID):
+        return str(value)
+    if isinstance(value, tuple):  # fastavro's (record name, value) union notation
+        return to_cel(list(value))
+    if isinstance(value, Mapping):
+        return to_cel(dict(value))
+    return value
