@@ -28,28 +28,25 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
-
-pytest.importorskip("celpy")
-
-from confluent_kafka.schema_registry import Rule, RuleSet, Schema  # noqa: E402
-from confluent_kafka.schema_registry._sync.mock_schema_registry_client import (  # noqa: E402
+from confluent_kafka.schema_registry import Rule, RuleSet, Schema
+from confluent_kafka.schema_registry._sync.mock_schema_registry_client import (
     MockSchemaRegistryClient,
 )
-from confluent_kafka.schema_registry.avro import AvroDeserializer  # noqa: E402
-from confluent_kafka.schema_registry.rule_registry import RuleRegistry  # noqa: E402
-from confluent_kafka.schema_registry.rules.cel.cel_executor import CelExecutor  # noqa: E402
-from confluent_kafka.schema_registry.rules.cel.cel_field_executor import (  # noqa: E402
+from confluent_kafka.schema_registry.avro import AvroDeserializer
+from confluent_kafka.schema_registry.rule_registry import RuleRegistry
+from confluent_kafka.schema_registry.rules.cel.cel_executor import CelExecutor
+from confluent_kafka.schema_registry.rules.cel.cel_field_executor import (
     CelFieldExecutor,
 )
-from confluent_kafka.schema_registry.serde import RuleConditionError  # noqa: E402
-from confluent_kafka.serialization import (  # noqa: E402
+from confluent_kafka.schema_registry.serde import RuleConditionError
+from confluent_kafka.serialization import (
     MessageField,
     SerializationContext,
     SerializationError,
 )
-from fastavro import parse_schema, schemaless_writer  # noqa: E402
+from fastavro import parse_schema, schemaless_writer
 
-from monitor.contract.rules import RuleVerdict, compile_rules  # noqa: E402
+from monitor.contract.rules import RuleVerdict, compile_rules
 
 UTC = datetime.UTC
 SCHEMA: dict[str, Any] = {
