@@ -38,6 +38,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 
 _UTC = datetime.UTC
 _EPOCH_DAYS: Final = datetime.date(1970, 1, 1).toordinal()
+_EPOCH: Final = datetime.datetime(1970, 1, 1, tzinfo=_UTC)
 _PLAIN: Final = frozenset({str, int, float, bool, bytes, type(None)})
 _ERROR_AT = re.compile(r"ERROR: <input>:(-?\d+):(-?\d+): ([^\n]*)")
 
@@ -102,6 +103,28 @@ class Program:
         raise CelEvalError(f"the rule returned {result.type().name().lower()}, not a bool")
 
 
+_KEY = r"[A-Za-z_][A-Za-z0-9_]*"
+_USE = re.compile(
+    rf"\bmessage\b(\s*\.\s*(?P<field>{_KEY})\b(?!\s*\()|\s*\[\s*(?:'(?P<sq>[^'\\]*)'|\"(?P<dq>[^\"\\]*)\")\s*\])?"
+)
+
+
+def referenced_keys(source: str) -> frozenset[str] | None:
+    """The top-level keys of `message` an expression can observe, or None if it may see all.
+
+    Only `message.key` and `message['key']` uses are understood; any other use of
+    `message` (a macro over it, size(message), a member call, the name inside a
+    string) makes the answer None. An extra key is harmless, a missing one is not.
+    """
+    keys = set()
+    for use in _USE.finditer(source):
+        key = use.group("field") or use.group("sq") or use.group("dq")
+        if key is None:
+            return None
+        keys.add(key)
+    return frozenset(keys)
+
+
 def _compile_message(text: str) -> str:
     found = [f"{line}:{col}: {what}" for line, col, what in _ERROR_AT.findall(text) if line != "-1"]
     return "; ".join(found) if found else text.strip()
@@ -137,9 +160,10 @@ def _logical(value: Any) -> Any:
     if isinstance(value, datetime.datetime):
         if value.tzinfo is None:
             value = value.replace(tzinfo=_UTC)
-        stamp = Timestamp()
-        stamp.FromDatetime(value)
-        return stamp
+        since = value - _EPOCH  # 3x cheaper than Timestamp.FromDatetime
+        return Timestamp(
+            seconds=since.days * 86_400 + since.seconds, nanos=since.microseconds * 1000
+        )
     if isinstance(value, datetime.date):
         return value.toordinal() - _EPOCH_DAYS
     if isinstance(value, datetime.timedelta):

@@ -38,7 +38,9 @@ not_evaluated.
 Evaluation cost: the Python short forms run first; all CEL rules of a product
 are then evaluated as one conjunction, one engine call per event; only when it
 is not true (a violation or an error somewhere) is each CEL rule evaluated on
-its own, so per-rule verdicts and error messages stay exact.
+its own, so per-rule verdicts and error messages stay exact. Only the record
+fields the CEL rules name (`message.x`, `message['x']`) are converted and bound,
+unless a rule uses `message` as a whole (see cel.referenced_keys).
 """
 
 from __future__ import annotations
@@ -48,7 +50,13 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, Final
 
-from monitor.contract.cel import CelCompileError, CelEvalError, Program, to_cel
+from monitor.contract.cel import (
+    CelCompileError,
+    CelEvalError,
+    Program,
+    referenced_keys,
+    to_cel,
+)
 from monitor.contract.fieldrules import FieldCheck, FieldPlan
 from monitor.contract.ruleconfig import RuleConfig, cel_literal, short_form
 from monitor.errors import ContractError
@@ -122,6 +130,7 @@ class CompiledRules:
         self._python = python
         self._cel = cel
         self._fields = fields
+        self._keys = _union_keys(p.source for _, p in cel)
         self._combined: Program | None = None
         if combine and len(cel) > 1:
             self._combined = Program(" && ".join(f"({p.source})" for _, p in cel))
@@ -140,7 +149,12 @@ class CompiledRules:
             except CelEvalError as exc:
                 failed[index] = str(exc)
         if self._cel:
-            activation = self._cel[0][1].activation({"message": to_cel(record)})
+            keys = self._keys
+            if keys is not None and type(record) is dict:
+                record_view = {k: record[k] for k in keys if k in record}
+            else:
+                record_view = record
+            activation = self._cel[0][1].activation({"message": to_cel(record_view)})
             if self._combined is None or not _holds(self._combined, activation):
                 for index, program in self._cel:
                     try:
@@ -165,6 +179,17 @@ class CompiledRules:
                 verdicts[index] = RuleVerdict.ERROR
                 errors[self.names[index]] = message
         return RuleOutcome(self.names, tuple(verdicts), errors)
+
+
+def _union_keys(sources: Iterable[str]) -> tuple[str, ...] | None:
+    """The record keys the CEL rules can see: binding only those is cheaper per event."""
+    keys: set[str] = set()
+    for source in sources:
+        found = referenced_keys(source)
+        if found is None:
+            return None
+        keys |= found
+    return tuple(sorted(keys))
 
 
 def _holds(program: Program, activation: Any) -> bool:

@@ -14,7 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import TypeAdapter, ValidationError
 
-from monitor.contract.cel import to_cel
+from monitor.contract.cel import referenced_keys, to_cel
 from monitor.contract.ruleconfig import RuleConfig, RuleList, short_form
 from monitor.contract.rules import (
     RuleError,
@@ -559,3 +559,39 @@ def test_sample_ratio_is_stable_across_releases() -> None:
 
 
 PINNED = [3, 4, 5, 7, 10, 11, 14, 16, 18]
+
+
+# --- binding only what the rules read ---------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("source", "keys"),
+    [
+        ("message.a > 0 && message['b'] == 1 && message[\"c\"] != ''", {"a", "b", "c"}),
+        ("has(message.x) && message.x.size() > 0", {"x"}),
+        ("message . spaced", {"spaced"}),
+        ("message.all(k, k != '')", None),  # a macro over the whole record
+        ("size(message) > 1", None),
+        ("message.a.message == 1", None),  # an unbound use of the name: be safe
+        ("message.note == 'message'", None),
+        ("message['a\\'b'] == 1", None),
+        ("'x' in message", None),
+    ],
+)
+def test_referenced_keys_are_found_or_the_whole_record_is_bound(
+    source: str, keys: set[str] | None
+) -> None:
+    found = referenced_keys(source)
+    assert found == (None if keys is None else frozenset(keys))
+
+
+def test_rules_over_the_whole_record_still_see_every_field() -> None:
+    compiled = compile_rules(
+        [
+            RuleConfig(name="count", cel="size(message) == 3"),
+            RuleConfig(name="amount", cel="message.amount > 0"),
+        ]
+    )
+    assert compiled.evaluate({"amount": 1, "b": 2, "c": 3}).all_passed
+    only_named = compile_rules([RuleConfig(name="amount", cel="message.amount > 0")])
+    assert only_named.evaluate({"amount": 1, "b": Decimal("NaN"), "c": object()}).all_passed
