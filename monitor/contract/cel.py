@@ -42,13 +42,12 @@ _EPOCH: Final = datetime.datetime(1970, 1, 1, tzinfo=_UTC)
 _PLAIN: Final = frozenset({str, int, float, bool, bytes, type(None)})
 _ERROR_AT = re.compile(r"ERROR: <input>:(-?\d+):(-?\d+): ([^\n]*)")
 
-# Variables a CEL_FIELD rule sees, as confluent-kafka's CelFieldExecutor binds them.
-FIELD_VARIABLES: Final = ("value", "fullName", "name", "typeName", "tags", "message")
-
-_MESSAGE_ENV = cel.NewEnv(variables={"message": cel.Type.DYN})
+# `now` is the evaluation time, bound only for expressions that name it (as Confluent does).
+_MESSAGE_ENV = cel.NewEnv(variables={"message": cel.Type.DYN, "now": cel.Type.TIMESTAMP})
 _FIELD_ENV = cel.NewEnv(
     variables={
         "message": cel.Type.DYN,
+        "now": cel.Type.TIMESTAMP,
         "value": cel.Type.DYN,
         "fullName": cel.Type.STRING,
         "name": cel.Type.STRING,
@@ -72,11 +71,12 @@ class CelEvalError(Exception):
 class Program:
     """One compiled boolean CEL expression over `message` (or the CEL_FIELD variables)."""
 
-    __slots__ = ("_env", "_expr", "source")
+    __slots__ = ("_env", "_expr", "source", "uses_now")
 
     def __init__(self, source: str, *, field: bool = False) -> None:
         self._env = _FIELD_ENV if field else _MESSAGE_ENV
         self.source = source
+        self.uses_now = "now" in source  # Confluent's test: a substring, cheap and safe
         try:
             self._expr = self._env.compile(source)
         except RuntimeError as exc:
@@ -128,6 +128,11 @@ def referenced_keys(source: str) -> frozenset[str] | None:
 def _compile_message(text: str) -> str:
     found = [f"{line}:{col}: {what}" for line, col, what in _ERROR_AT.findall(text) if line != "-1"]
     return "; ".join(found) if found else text.strip()
+
+
+def now() -> datetime.datetime:
+    """The value of `now`, for the programs that use it."""
+    return datetime.datetime.now(_UTC)
 
 
 def to_cel(value: Any) -> Any:

@@ -11,11 +11,11 @@ a rule with `tags` only sees fields carrying one of them (inline
 `tags` and `message` (the record holding the field). The first field whose
 result is false makes the rule a violation, the first that errors an error.
 
-Deliberate differences from confluent-kafka's Python walk (documented in rules.py):
-array items and map values are checked and a false one is a violation (the
-Python client evaluates them but never fails on them), and a named type used a
-second time is walked like its definition (the Python client sees the bare name
-and calls the whole record a NULL primitive).
+One deliberate difference from confluent-kafka's walk: array items and map
+values are checked and a false one is a violation; Confluent's clients evaluate
+them too but only fail a message on a false *field* result, and the result for
+an array is a list, so they never fail on an item
+(tests/unit/contract/test_rules_confluent.py pins this).
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from typing import Any
 from confluent_kafka.schema_registry.wildcard_matcher import wildcard_match
 from fastavro import parse_schema
 
-from monitor.contract.cel import CelEvalError, Program, to_cel
+from monitor.contract.cel import CelEvalError, Program, now, to_cel
 
 _PRIMITIVES = {
     "null": "NULL",
@@ -199,20 +199,22 @@ class FieldCheck:
     def check(self, record: Any) -> bool:
         """True when every field passes; False at the first that fails; CelEvalError otherwise."""
         converted: dict[int, Any] = {}
+        at = now() if self._program.uses_now else None
         for spec, type_name, value, holder in self._plan.leaves(record, self._tags):
             message = converted.get(id(holder))
             if message is None:
                 message = converted[id(holder)] = to_cel(holder)
-            activation = self._program.activation(
-                {
-                    "value": to_cel(value),
-                    "fullName": spec.full_name,
-                    "name": spec.name,
-                    "typeName": type_name,
-                    "tags": list(spec.tags),
-                    "message": message,
-                }
-            )
+            bound = {
+                "value": to_cel(value),
+                "fullName": spec.full_name,
+                "name": spec.name,
+                "typeName": type_name,
+                "tags": list(spec.tags),
+                "message": message,
+            }
+            if at is not None:
+                bound["now"] = at
+            activation = self._program.activation(bound)
             try:
                 if not self._program.check(activation):
                     return False

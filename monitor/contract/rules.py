@@ -23,17 +23,27 @@ migration rules, disabled, or not compiling in this engine) is returned in
 `not_evaluated` with the reason, so the caller can report it once.
 
 Semantics follow confluent-kafka's CEL executors (`rules/cel`): a CEL rule sees
-the record as `message`; `guard ; expr` checks expr only where guard holds; a
-CEL_FIELD rule runs per primitive field (fieldrules.py). Where a Confluent
-client would fail the message, Tidemark counts: a false result is a VIOLATION
-whatever the rule's onFailure (NONE and DLQ included: the data is still wrong);
-an exception inside Confluent's executor (missing field, wrong type, a
-non-boolean result) is an ERROR here. Differences, all on purpose: a
-non-boolean result is an ERROR here where Confluent takes its truthiness; a
-Decimal is a CEL double here where Confluent's Python client has no binding;
-a guard must be a boolean. Confluent's extra CEL functions (isEmail, isUri, ...)
-are not in this engine: rules using them do not compile and are reported in
-not_evaluated.
+the record as `message` (and `now`, the evaluation time); `guard ; expr` checks
+expr only where guard holds; a CEL_FIELD rule runs per primitive field
+(fieldrules.py). tests/unit/contract/test_rules_confluent.py runs Confluent's
+own AvroDeserializer side by side. Where a Confluent client would fail the
+message, Tidemark counts:
+
+    Confluent                                   Tidemark
+    passes                                      PASS
+    RuleConditionError (the rule was false)     VIOLATION, whatever onFailure says
+                                                (NONE and DLQ too: the data is wrong)
+    any other exception (CELEvalError: missing  ERROR, with the engine's message
+      field, wrong type, null operand)
+
+Differences, all on purpose: a non-boolean result is an ERROR here where
+Confluent takes its truthiness; a guard must be a boolean; comparing a value
+with null is false per the CEL spec where celpy raises; a Decimal is a CEL
+double here where Confluent's Python client has no binding; a false array item
+or map value in a CEL_FIELD rule is a VIOLATION here where Confluent never
+fails on one. Confluent's extra CEL functions (isEmail, isUri, ...) are not in
+this engine: registered rules using them do not compile and are reported in
+not_evaluated (a config rule that does not compile raises RuleError).
 
 Evaluation cost: the Python short forms run first; all CEL rules of a product
 are then evaluated as one conjunction, one engine call per event; only when it
@@ -54,6 +64,7 @@ from monitor.contract.cel import (
     CelCompileError,
     CelEvalError,
     Program,
+    now,
     referenced_keys,
     to_cel,
 )
@@ -131,6 +142,7 @@ class CompiledRules:
         self._cel = cel
         self._fields = fields
         self._keys = _union_keys(p.source for _, p in cel)
+        self._now = any(p.uses_now for _, p in cel)
         self._combined: Program | None = None
         if combine and len(cel) > 1:
             self._combined = Program(" && ".join(f"({p.source})" for _, p in cel))
@@ -154,7 +166,10 @@ class CompiledRules:
                 record_view = {k: record[k] for k in keys if k in record}
             else:
                 record_view = record
-            activation = self._cel[0][1].activation({"message": to_cel(record_view)})
+            bound = {"message": to_cel(record_view)}
+            if self._now:
+                bound["now"] = now()
+            activation = self._cel[0][1].activation(bound)
             if self._combined is None or not _holds(self._combined, activation):
                 for index, program in self._cel:
                     try:

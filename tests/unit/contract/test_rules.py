@@ -595,3 +595,14 @@ def test_rules_over_the_whole_record_still_see_every_field() -> None:
     assert compiled.evaluate({"amount": 1, "b": 2, "c": 3}).all_passed
     only_named = compile_rules([RuleConfig(name="amount", cel="message.amount > 0")])
     assert only_named.evaluate({"amount": 1, "b": Decimal("NaN"), "c": object()}).all_passed
+
+
+def test_now_is_the_evaluation_time() -> None:
+    past = datetime.datetime(2020, 1, 1, tzinfo=UTC)
+    future = datetime.datetime.now(UTC) + datetime.timedelta(days=1)
+    compiled = compile_rules([RuleConfig(name="r", cel="message.ts < now")])
+    assert compiled.evaluate({"ts": past}).all_passed
+    assert compiled.evaluate({"ts": future}).verdict("r") is VIOLATION
+    assert (
+        field_verdict("name != 'amount' || now > timestamp('2020-01-01T00:00:00Z')", ORDER) is PASS
+    )

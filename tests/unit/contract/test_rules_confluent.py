@@ -135,6 +135,8 @@ RULES = [
     _rule("sku_format", "message.sku.matches('^[A-Z]{3}-[0-9]+$')"),
     _rule("recent", "message.ts > timestamp('2024-01-01T00:00:00Z')"),
     _rule("recent_day", "message.day > 19000"),
+    _rule("not_in_future", "message.ts < now"),
+    _rule("field_not_in_future", "typeName != 'LONG' || value < now", type_="CEL_FIELD"),
     _rule("priced", "message.price > 0.0"),
     _rule("ref_is_string", "size(message.ref) == 36"),
     _rule("labelled", "size(message.labels) > 0"),
@@ -251,3 +253,13 @@ def test_null_equality_follows_the_cel_spec_where_celpy_errors(confluent_registr
         ).verdict("fields_set")
         is RuleVerdict.PASS
     )
+
+
+def test_a_false_array_item_is_a_violation_here_and_ignored_there(confluent_registry) -> None:
+    """Confluent fails a message on a false field result only; an array's result is a list."""
+    rule = _rule("no_bad_label", "name != 'labels' || value != 'bad'", type_="CEL_FIELD")
+    compiled = compile_rules((), [rule], schema=SCHEMA)
+    event = _event(labels=["ok", "bad"])
+    assert compiled.evaluate(_decoded(event)).verdict("no_bad_label") is RuleVerdict.VIOLATION
+    assert _confluent(rule, event, confluent_registry) == "pass"
+    assert compiled.evaluate(_decoded(_event())).verdict("no_bad_label") is RuleVerdict.PASS
