@@ -27,7 +27,7 @@ from typing import Any
 from confluent_kafka.schema_registry.wildcard_matcher import wildcard_match
 from fastavro import parse_schema
 
-from monitor.contract.cel import CelEvalError, Program, now, to_cel
+from monitor.contract.cel import CelEvalError, Program, now, referenced_keys, to_cel
 
 _PRIMITIVES = {
     "null": "NULL",
@@ -189,21 +189,27 @@ def _accepts(node: _Node, value: Any) -> bool:
 class FieldCheck:
     """One compiled CEL_FIELD rule: run the program on each leaf, stop at the first non-pass."""
 
-    __slots__ = ("_plan", "_program", "_tags")
+    __slots__ = ("_keys", "_plan", "_program", "_tags")
 
     def __init__(self, program: Program, plan: FieldPlan, tags: Iterable[str]) -> None:
         self._program = program
         self._plan = plan
         self._tags = frozenset(tags)
+        self._keys = referenced_keys(program.source)  # of `message`, the holding record
 
     def check(self, record: Any) -> bool:
         """True when every field passes; False at the first that fails; CelEvalError otherwise."""
         converted: dict[int, Any] = {}
         at = now() if self._program.uses_now else None
         for spec, type_name, value, holder in self._plan.leaves(record, self._tags):
-            message = converted.get(id(holder))
+            message = converted.get(id(holder))  # holders live as long as the record
             if message is None:
-                message = converted[id(holder)] = to_cel(holder)
+                keys = self._keys
+                if keys is not None and type(holder) is dict:
+                    message = to_cel({k: holder[k] for k in keys if k in holder})
+                else:
+                    message = to_cel(holder)
+                converted[id(holder)] = message
             bound = {
                 "value": to_cel(value),
                 "fullName": spec.full_name,
