@@ -606,3 +606,63 @@ def test_now_is_the_evaluation_time() -> None:
     assert (
         field_verdict("name != 'amount' || now > timestamp('2020-01-01T00:00:00Z')", ORDER) is PASS
     )
+
+
+# --- on what Tidemark's decoder hands over -------------------------------------------
+
+
+def test_rules_on_events_decoded_by_tidemarks_decoder(orders) -> None:
+    import io
+
+    from fastavro import schemaless_writer
+
+    from monitor.contract.decoding import RawAvroDecoder
+
+    compiled = compile_rules(
+        [
+            RuleConfig(name="positive", range={"field": "amount_cents", "min": 1}),
+            RuleConfig(
+                name="currency", allowed_values={"field": "currency", "values": ["EUR", "USD"]}
+            ),
+            RuleConfig(
+                name="recent", cel="message.occurred_at > timestamp('2024-01-01T00:00:00Z')"
+            ),
+            RuleConfig(name="ids", cel="message.order_id != message.customer_id"),
+        ],
+        [reg("keys", "typeName != 'STRING' || size(value) > 0", type="CEL_FIELD")],
+        schema=orders.schema,
+    )
+    decoder = RawAvroDecoder(orders)
+
+    def decoded(**changes: Any) -> dict[str, Any]:
+        event = {
+            "order_id": "o-1",
+            "customer_id": "c-1",
+            "amount_cents": 1250,
+            "currency": "EUR",
+            "occurred_at": datetime.datetime(2025, 6, 1, tzinfo=UTC),
+            "producer_id": "p-1",
+            "sequence": 7,
+            **changes,
+        }
+        body = io.BytesIO()
+        schemaless_writer(body, orders.parsed, event)
+        record, _ = decoder.decode(body.getvalue())
+        return record
+
+    assert compiled.evaluate(decoded()).all_passed
+    outcome = compiled.evaluate(
+        decoded(
+            amount_cents=0,
+            currency="JPY",
+            occurred_at=datetime.datetime(2023, 1, 1, tzinfo=UTC),
+            order_id="",
+        )
+    )
+    assert dict(outcome) == {
+        "positive": VIOLATION,
+        "currency": VIOLATION,
+        "recent": VIOLATION,
+        "ids": PASS,
+        "keys": VIOLATION,
+    }
