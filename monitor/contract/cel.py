@@ -96,8 +96,11 @@ class Program:
 
     def check(self, activation: Any) -> bool:
         """True or False, or CelEvalError saying why there is no verdict."""
-        result = self._expr.eval(activation)
-        value = result.value()
+        try:
+            result = self._expr.eval(activation)
+            value = result.value()
+        except Exception as exc:  # the engine reports errors as values; this is a backstop
+            raise CelEvalError(f"{type(exc).__name__}: {exc}") from None
         if value is True or value is False:
             return bool(value)
         if result.type() == _ERROR:
@@ -189,7 +192,7 @@ def _logical(value: Any) -> Any:
         )
         return span
     if isinstance(value, Decimal):
-        return float(value)
+        return float("nan") if value.is_nan() else float(value)  # float() raises on sNaN
     if isinstance(value, uuid.UUID):
         return str(value)
     if isinstance(value, tuple):  # fastavro's (record name, value) union notation

@@ -666,3 +666,42 @@ def test_rules_on_events_decoded_by_tidemarks_decoder(orders) -> None:
         "ids": PASS,
         "keys": VIOLATION,
     }
+
+
+anything = st.recursive(
+    st.one_of(
+        st.none(),
+        st.booleans(),
+        st.integers(),  # beyond 64 bits too: never from Avro, still no exception
+        st.floats(),
+        st.text(max_size=4),
+        st.binary(max_size=4),
+        st.decimals(allow_nan=True),
+        st.datetimes(timezones=st.just(UTC)),
+        st.dates(),
+        st.uuids(),
+    ),
+    lambda inner: st.one_of(
+        st.lists(inner, max_size=3), st.dictionaries(st.sampled_from("abxyz"), inner, max_size=3)
+    ),
+    max_leaves=8,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    record=st.one_of(anything, st.dictionaries(st.sampled_from(["a", "b", "c", "ship"]), anything))
+)
+def test_evaluate_never_raises(record: Any) -> None:
+    compiled = compile_rules(
+        [
+            *RULE_SET,
+            RuleConfig(name="nested", not_null="ship.zip"),
+            RuleConfig(name="pat", pattern={"field": "c", "regex": "^x"}),
+            RuleConfig(name="whole", cel="size(message) > 0"),
+        ],
+        [reg("fields", "value != null", type="CEL_FIELD")],
+        schema=SCHEMA,
+    )
+    outcome = compiled.evaluate(record)
+    assert len(outcome.verdicts) == len(compiled.names)
