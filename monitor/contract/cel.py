@@ -38,6 +38,8 @@ from cel_expr_python import cel
 from google.protobuf.duration_pb2 import Duration
 from google.protobuf.timestamp_pb2 import Timestamp
 
+from monitor.contract import celfuncs
+
 _UTC = datetime.UTC
 _EPOCH_DAYS: Final = datetime.date(1970, 1, 1).toordinal()
 _EPOCH: Final = datetime.datetime(1970, 1, 1, tzinfo=_UTC)
@@ -45,8 +47,12 @@ _PLAIN: Final = frozenset({str, int, float, bool, bytes, type(None)})
 _ERROR_AT = re.compile(r"ERROR: <input>:(-?\d+):(-?\d+): ([^\n]*)")
 
 # `now` is the evaluation time, bound only for expressions that name it (as Confluent does).
-_MESSAGE_ENV = cel.NewEnv(variables={"message": cel.Type.DYN, "now": cel.Type.TIMESTAMP})
+_MESSAGE_ENV = cel.NewEnv(
+    variables={"message": cel.Type.DYN, "now": cel.Type.TIMESTAMP},
+    functions=celfuncs.declarations(),
+)
 _FIELD_ENV = cel.NewEnv(
+    functions=celfuncs.declarations(),
     variables={
         "message": cel.Type.DYN,
         "now": cel.Type.TIMESTAMP,
@@ -55,7 +61,7 @@ _FIELD_ENV = cel.NewEnv(
         "name": cel.Type.STRING,
         "typeName": cel.Type.STRING,
         "tags": cel.Type.List(cel.Type.STRING),
-    }
+    },
 )
 _BOOL = cel.Type.BOOL
 _DYN = cel.Type.DYN

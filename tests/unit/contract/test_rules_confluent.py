@@ -45,6 +45,8 @@ from confluent_kafka.serialization import (
     SerializationError,
 )
 from fastavro import parse_schema, schemaless_writer
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from monitor.contract.rules import RuleVerdict, compile_rules
 
@@ -136,6 +138,8 @@ RULES = [
     _rule("recent", "message.ts > timestamp('2024-01-01T00:00:00Z')"),
     _rule("recent_day", "message.day > 19000"),
     _rule("not_in_future", "message.ts < now"),
+    _rule("valid_email", "message.email.isEmail()"),
+    _rule("ref_is_uuid", "isUuid(message.ref)"),
     _rule("field_not_in_future", "typeName != 'LONG' || value < now", type_="CEL_FIELD"),
     _rule("priced", "message.price > 0.0"),
     _rule("ref_is_string", "size(message.ref) == 36"),
@@ -263,3 +267,80 @@ def test_a_false_array_item_is_a_violation_here_and_ignored_there(confluent_regi
     assert compiled.evaluate(_decoded(event)).verdict("no_bad_label") is RuleVerdict.VIOLATION
     assert _confluent(rule, event, confluent_registry) == "pass"
     assert compiled.evaluate(_decoded(_event())).verdict("no_bad_label") is RuleVerdict.PASS
+
+
+# --- Confluent's extra string functions ----------------------------------------------
+
+FUNCTIONS = ("isEmail", "isHostname", "isIpv4", "isIpv6", "isUri", "isUriRef", "isUuid")
+STRINGS = [
+    "",
+    "a@example.com",
+    "A <a@example.com>",
+    "a@b",
+    "a@1.2.3.4",
+    "a@-x.com",
+    "@x.com",
+    "a@x..com",
+    "x" * 65 + "@a.com",
+    "a@exa_mple.com",
+    "a@b.c0",
+    "a@b.123",
+    "ümlaut@x.de",
+    "a@b@c",
+    "example.com",
+    "example.com.",
+    "-bad.com",
+    "a" * 64 + ".com",
+    "https://example.com",
+    "https://example.com/path",
+    "mailto:a@b",
+    "/relative#frag",
+    "#frag",
+    "http://x/y#z",
+    "10.0.0.1",
+    "256.0.0.1",
+    "::1",
+    "fe80::1%eth0",
+    "1.2.3",
+    "12345678-1234-5678-1234-567812345678",
+    "{12345678-1234-5678-1234-567812345678}",
+    "urn:uuid:12345678-1234-5678-1234-567812345678",
+    "12345678123456781234567812345678",
+    "nope",
+]
+
+
+def _celpy_verdict(expr: str, message: dict[str, Any]) -> str:
+    """Confluent's CelExecutor path: celpy with its EXTRA_FUNCS, `message` bound its way."""
+    import celpy
+    from confluent_kafka.schema_registry.rules.cel.cel_executor import msg_to_cel
+    from confluent_kafka.schema_registry.rules.cel.extra_func import EXTRA_FUNCS
+
+    env = celpy.Environment()
+    try:
+        result = env.program(env.compile(expr), functions=EXTRA_FUNCS).evaluate(
+            {"message": msg_to_cel(message)}
+        )
+    except celpy.CELEvalError:
+        return "error"
+    return "pass" if result else "violation"
+
+
+@pytest.mark.parametrize("function", FUNCTIONS)
+def test_extra_string_functions_match_confluents(function: str) -> None:
+    compiled = compile_rules((), [_rule("f", f"message.s.{function}()")])
+    mismatches = []
+    for text in STRINGS:
+        mine = compiled.evaluate({"s": text}).verdict("f").value
+        theirs = _celpy_verdict(f"message.s.{function}()", {"s": text})
+        if mine != theirs:
+            mismatches.append((text, mine, theirs))
+    assert mismatches == []
+
+
+@settings(max_examples=150, deadline=None)
+@given(text=st.text(max_size=20), function=st.sampled_from(FUNCTIONS))
+def test_extra_string_functions_match_confluents_on_any_text(text: str, function: str) -> None:
+    compiled = compile_rules((), [_rule("f", f"{function}(message.s)")])
+    theirs = _celpy_verdict(f"{function}(message.s)", {"s": text})
+    assert compiled.evaluate({"s": text}).verdict("f").value == theirs
