@@ -41,9 +41,11 @@ Confluent takes its truthiness; a guard must be a boolean; comparing a value
 with null is false per the CEL spec where celpy raises; a Decimal is a CEL
 double here where Confluent's Python client has no binding; a false array item
 or map value in a CEL_FIELD rule is a VIOLATION here where Confluent never
-fails on one. Confluent's extra CEL functions (isEmail, isUri, ...) are not in
-this engine: registered rules using them do not compile and are reported in
-not_evaluated (a config rule that does not compile raises RuleError).
+fails on one. Confluent's extra string checks (isEmail, isHostname, isIpv4,
+isIpv6, isUri, isUriRef, isUuid) are provided (celfuncs.py); its format,
+decimal, timestamp and variant functions are not: registered rules using them
+do not compile and are reported in not_evaluated (a config rule that does not
+compile raises RuleError).
 
 Evaluation cost: the Python short forms run first; all CEL rules of a product
 are then evaluated as one conjunction, one engine call per event; only when it
