@@ -60,6 +60,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
+from types import MappingProxyType
 from typing import Any, Final
 
 from monitor.contract.cel import (
@@ -71,7 +72,7 @@ from monitor.contract.cel import (
     to_cel,
 )
 from monitor.contract.fieldrules import FieldCheck, FieldPlan
-from monitor.contract.ruleconfig import RuleConfig, cel_literal, short_form
+from monitor.contract.ruleconfig import MAX_RULES, RuleConfig, cel_literal, short_form
 from monitor.errors import ContractError
 
 _READ_MODES: Final = frozenset({"READ", "WRITEREAD"})
@@ -147,8 +148,11 @@ class CompiledRules:
         self._now = any(p.uses_now for _, p in cel)
         self._combined: Program | None = None
         if combine and len(cel) > 1:
-            self._combined = Program(" && ".join(f"({p.source})" for _, p in cel))
-        self._all_pass = RuleOutcome(names, (RuleVerdict.PASS,) * len(names), {})
+            try:
+                self._combined = Program(" && ".join(f"({p.source})" for _, p in cel))
+            except CelCompileError:  # each part compiles; only an engine limit could stop this
+                self._combined = None
+        self._all_pass = RuleOutcome(names, (RuleVerdict.PASS,) * len(names), MappingProxyType({}))
 
     def __len__(self) -> int:
         return len(self.names)
@@ -260,6 +264,8 @@ def compile_rules(
     plan: FieldPlan | None = None
     for entry in registered(registered_rules):
         reason = _why_not(entry)
+        if reason is None and len(names) >= MAX_RULES:
+            reason = f"over the limit of {MAX_RULES} rules per product"
         if reason is None and entry.type == "CEL_FIELD" and schema is None:
             reason = "a CEL_FIELD rule needs the contract schema to walk its fields"
         if reason is None:

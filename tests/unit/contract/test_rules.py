@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from pydantic import TypeAdapter, ValidationError
 
 from monitor.contract.cel import referenced_keys, to_cel
-from monitor.contract.ruleconfig import RuleConfig, RuleList, short_form
+from monitor.contract.ruleconfig import MAX_RULES, RuleConfig, RuleList, short_form
 from monitor.contract.rules import (
     RuleError,
     RuleVerdict,
@@ -323,7 +323,7 @@ def test_registered_rules_that_are_not_read_side_conditions_are_reported_with_a_
             "tags": ["PII"],
         },
         reg("empty", None),
-        reg("extension", "isEmail(message.id)"),
+        reg("extension", "decimal(message.amount) > 0"),  # a Confluent extension not provided
         reg("fields", "value != null", type="CEL_FIELD"),  # no schema given
     ]
     compiled = compile_rules((), rules)
@@ -337,7 +337,7 @@ def test_registered_rules_that_are_not_read_side_conditions_are_reported_with_a_
     assert "type JSONATA" in reasons["jsonata"]
     assert "kind TRANSFORM" in reasons["encrypt"]
     assert reasons["empty"] == "no expression"
-    assert "1:8: undeclared reference to 'isEmail'" in reasons["extension"]
+    assert "1:8: undeclared reference to 'decimal'" in reasons["extension"]
     assert "needs the contract schema" in reasons["fields"]
 
 
@@ -705,3 +705,12 @@ def test_evaluate_never_raises(record: Any) -> None:
     )
     outcome = compiled.evaluate(record)
     assert len(outcome.verdicts) == len(compiled.names)
+
+
+def test_registered_rules_beyond_the_limit_are_reported_not_evaluated() -> None:
+    config = [RuleConfig(name=f"c{i}", cel="true") for i in range(MAX_RULES - 1)]
+    compiled = compile_rules(config, [reg("last", "true"), reg("one_too_many", "true")])
+    assert len(compiled) == MAX_RULES
+    assert compiled.not_evaluated[0].name == "one_too_many"
+    assert "limit of 100" in compiled.not_evaluated[0].reason
+    assert compiled.evaluate({}).all_passed
