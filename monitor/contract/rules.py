@@ -72,10 +72,10 @@ from monitor.contract.cel import (
     to_cel,
 )
 from monitor.contract.fieldrules import FieldCheck, FieldPlan
+from monitor.contract.registered import registered, why_not
 from monitor.contract.ruleconfig import MAX_RULES, RuleConfig, cel_literal, short_form
 from monitor.errors import ContractError
 
-_READ_MODES: Final = frozenset({"READ", "WRITEREAD"})
 _MASK64: Final = (1 << 64) - 1
 
 
@@ -112,19 +112,6 @@ class RuleOutcome:
 
     def verdict(self, name: str) -> RuleVerdict:
         return self.verdicts[self.names.index(name)]
-
-
-@dataclass(frozen=True, slots=True)
-class _Registered:
-    """A registry rule as the REST API spells it, whichever form it arrived in."""
-
-    name: str
-    kind: str | None
-    mode: str | None
-    type: str | None
-    expr: str | None
-    tags: tuple[str, ...]
-    disabled: bool
 
 
 class CompiledRules:
@@ -263,7 +250,7 @@ def compile_rules(
 
     plan: FieldPlan | None = None
     for entry in registered(registered_rules):
-        reason = _why_not(entry)
+        reason = why_not(entry)
         if reason is None and len(names) >= MAX_RULES:
             reason = f"over the limit of {MAX_RULES} rules per product"
         if reason is None and entry.type == "CEL_FIELD" and schema is None:
@@ -308,73 +295,6 @@ def _probe_regex(name: str, regex: str) -> None:
         probe.check(probe.activation({"message": {}}))
     except CelEvalError as exc:
         raise RuleError(f"rule {name!r}: the regex does not compile: {exc}") from None
-
-
-def _why_not(rule: _Registered) -> str | None:
-    if rule.disabled:
-        return "disabled in the registry"
-    if rule.kind != "CONDITION":
-        return f"kind {rule.kind}: only CONDITION rules are checks (TRANSFORM rules rewrite data)"
-    if rule.type not in ("CEL", "CEL_FIELD"):
-        return f"type {rule.type}: only CEL and CEL_FIELD conditions are evaluated"
-    if rule.mode not in _READ_MODES:
-        return f"mode {rule.mode}: runs only on {str(rule.mode).lower()}, never when reading"
-    if not (rule.expr or "").strip():
-        return "no expression"
-    return None
-
-
-def registered(rules: Any) -> list[_Registered]:
-    """Normalise registry rules; a whole RuleSet's migration and encoding rules become skipped."""
-    if rules is None:
-        return []
-    if isinstance(rules, Mapping):  # the REST `ruleSet` object
-        return _from_set(
-            rules.get("domainRules"),
-            rules.get("migrationRules"),
-            rules.get("encodingRules"),
-            rules.get("enableAt"),
-        )
-    if hasattr(rules, "domain_rules"):  # confluent_kafka.schema_registry.RuleSet
-        return _from_set(
-            rules.domain_rules,
-            rules.migration_rules,
-            getattr(rules, "encoding_rules", None),
-            getattr(rules, "enable_at", None),
-        )
-    return [_one(rule, i) for i, rule in enumerate(rules)]
-
-
-def _from_set(domain: Any, migration: Any, encoding: Any, enable_at: Any) -> list[_Registered]:
-    out = [_one(rule, i) for i, rule in enumerate(domain or [])]
-    if enable_at not in (None, "ALL", "CLIENT"):
-        out = [_replace_kind(r, f"enableAt {enable_at}") for r in out]
-    out += [_replace_kind(_one(r, i), "MIGRATION") for i, r in enumerate(migration or [])]
-    out += [_replace_kind(_one(r, i), "ENCODING") for i, r in enumerate(encoding or [])]
-    return out
-
-
-def _replace_kind(rule: _Registered, why: str) -> _Registered:
-    return _Registered(rule.name, why, rule.mode, rule.type, rule.expr, rule.tags, rule.disabled)
-
-
-def _one(rule: Any, position: int) -> _Registered:
-    data = rule if isinstance(rule, Mapping) else rule.to_dict()
-    return _Registered(
-        name=str(data.get("name") or f"unnamed_rule_{position}"),
-        kind=_upper(data.get("kind")),
-        mode=_upper(data.get("mode")),
-        type=_upper(data.get("type")),
-        expr=data.get("expr"),
-        tags=tuple(data.get("tags") or ()),
-        disabled=bool(data.get("disabled")),
-    )
-
-
-def _upper(value: Any) -> str | None:
-    if value is None:
-        return None
-    return str(getattr(value, "value", value)).upper()
 
 
 class Sampler:
