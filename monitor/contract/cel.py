@@ -30,7 +30,7 @@ from __future__ import annotations
 import datetime
 import re
 import uuid
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from decimal import Decimal
 from typing import Any, Final
 
@@ -79,9 +79,9 @@ class CelEvalError(Exception):
 class Program:
     """One compiled boolean CEL expression over `message` (or the CEL_FIELD variables)."""
 
-    __slots__ = ("_env", "_expr", "source", "uses_now")
+    __slots__ = ("_env", "_expr", "returns_bool", "source", "uses_now")
 
-    def __init__(self, source: str, *, field: bool = False) -> None:
+    def __init__(self, source: str, *, field: bool = False, _checked: bool = True) -> None:
         self._env = _FIELD_ENV if field else _MESSAGE_ENV
         self.source = source
         self.uses_now = "now" in source  # Confluent's test: a substring, cheap and safe
@@ -90,7 +90,8 @@ class Program:
         except RuntimeError as exc:
             raise CelCompileError(_compile_message(str(exc))) from None
         returns = self._expr.return_type()
-        if returns != _BOOL and returns != _DYN:
+        self.returns_bool = returns == _BOOL  # not dyn: a result can only be a bool or an error
+        if _checked and returns != _BOOL and returns != _DYN:
             raise CelCompileError(
                 f"1:1: a rule must be a boolean condition, this expression returns "
                 f"{returns.name().lower()}"
@@ -112,6 +113,32 @@ class Program:
         if result.type() == _ERROR:
             raise CelEvalError(str(value))
         raise CelEvalError(f"the rule returned {result.type().name().lower()}, not a bool")
+
+
+class Batch:
+    """Several programs as one list expression: one engine call for all their results.
+
+    CEL has no way to catch an error inside a list, so one rule that errors
+    makes the whole call an error; results() then returns None and the caller
+    evaluates each program on its own to get every verdict and message right.
+    """
+
+    __slots__ = ("_program",)
+
+    def __init__(self, programs: Sequence[Program]) -> None:
+        listing = "[" + ", ".join(f"({p.source})" for p in programs) + "]"
+        self._program = Program(listing, _checked=False)
+
+    def results(self, activation: Any) -> list[Any] | None:
+        """Each program's result (a bool unless the rule returns something else), or None."""
+        try:
+            result = self._program._expr.eval(activation)
+            if result.type() == _ERROR:
+                return None
+            values: list[Any] = result.plain_value()
+        except Exception:  # the engine reports errors as values; this is a backstop
+            return None
+        return values
 
 
 _KEY = r"[A-Za-z_][A-Za-z0-9_]*"

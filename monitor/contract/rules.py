@@ -48,9 +48,10 @@ do not compile and are reported in not_evaluated (a config rule that does not
 compile raises RuleError).
 
 Evaluation cost: the Python short forms run first; all CEL rules of a product
-are then evaluated as one conjunction, one engine call per event; only when it
-is not true (a violation or an error somewhere) is each CEL rule evaluated on
-its own, so per-rule verdicts and error messages stay exact. Only the record
+are then evaluated as one list expression, one engine call per event whether
+the rules pass or fail; only when some rule errors (CEL cannot catch an error
+inside the list) is each CEL rule evaluated on its own, so per-rule verdicts
+and error messages stay exact. Only the record
 fields the CEL rules name (`message.x`, `message['x']`) are converted and bound,
 unless a rule uses `message` as a whole (see cel.referenced_keys).
 """
@@ -64,6 +65,7 @@ from types import MappingProxyType
 from typing import Any, Final
 
 from monitor.contract.cel import (
+    Batch,
     CelCompileError,
     CelEvalError,
     Program,
@@ -133,12 +135,14 @@ class CompiledRules:
         self._fields = fields
         self._keys = _union_keys(p.source for _, p in cel)
         self._now = any(p.uses_now for _, p in cel)
-        self._combined: Program | None = None
+        self._all_true = [True] * len(cel)
+        self._bools = all(p.returns_bool for _, p in cel)  # the type checker proved it
+        self._batch: Batch | None = None
         if combine and len(cel) > 1:
             try:
-                self._combined = Program(" && ".join(f"({p.source})" for _, p in cel))
+                self._batch = Batch([p for _, p in cel])
             except CelCompileError:  # each part compiles; only an engine limit could stop this
-                self._combined = None
+                self._batch = None
         self._all_pass = RuleOutcome(names, (RuleVerdict.PASS,) * len(names), MappingProxyType({}))
 
     def __len__(self) -> int:
@@ -163,13 +167,10 @@ class CompiledRules:
             if self._now:
                 bound["now"] = now()
             activation = self._cel[0][1].activation(bound)
-            if self._combined is None or not _holds(self._combined, activation):
-                for index, program in self._cel:
-                    try:
-                        if not program.check(activation):
-                            failed[index] = None
-                    except CelEvalError as exc:
-                        failed[index] = str(exc)
+            results = None if self._batch is None else self._batch.results(activation)
+            # a list of bools equals [True, ...] only if all are True (1 == True: check types)
+            if not (self._bools and results == self._all_true):
+                self._judge(results, activation, failed)
         for index, field_check in self._fields:
             try:
                 if not field_check.check(record):
@@ -188,6 +189,23 @@ class CompiledRules:
                 errors[self.names[index]] = message
         return RuleOutcome(self.names, tuple(verdicts), errors)
 
+    def _judge(
+        self, results: list[Any] | None, activation: Any, failed: dict[int, str | None]
+    ) -> None:
+        """Per-rule verdicts from the batch's results; ask a rule alone where they don't tell."""
+        for position, (index, program) in enumerate(self._cel):
+            result = None if results is None else results[position]
+            if result is True:
+                continue
+            if result is False:
+                failed[index] = None
+                continue
+            try:  # no batch, an error somewhere in it, or not a bool: ask this rule alone
+                if not program.check(activation):
+                    failed[index] = None
+            except CelEvalError as exc:
+                failed[index] = str(exc)
+
 
 def _union_keys(sources: Iterable[str]) -> tuple[str, ...] | None:
     """The record keys the CEL rules can see: binding only those is cheaper per event."""
@@ -198,13 +216,6 @@ def _union_keys(sources: Iterable[str]) -> tuple[str, ...] | None:
             return None
         keys |= found
     return tuple(sorted(keys))
-
-
-def _holds(program: Program, activation: Any) -> bool:
-    try:
-        return program.check(activation)
-    except CelEvalError:
-        return False
 
 
 def compile_rules(

@@ -716,3 +716,15 @@ def test_registered_rules_beyond_the_limit_are_reported_not_evaluated() -> None:
     assert compiled.not_evaluated[0].name == "one_too_many"
     assert "limit of 100" in compiled.not_evaluated[0].reason
     assert compiled.evaluate({}).all_passed
+
+
+def test_a_rule_returning_one_is_an_error_even_in_a_batch() -> None:
+    """1 == True in Python: the batch must not take a dyn rule's 1 for a pass."""
+    compiled = compile_rules(
+        [RuleConfig(name="dyn", cel="message.flag"), RuleConfig(name="b", cel="message.x > 0")]
+    )
+    outcome = compiled.evaluate({"flag": 1, "x": 1})
+    assert dict(outcome) == {"dyn": ERROR, "b": PASS}
+    assert "returned int" in outcome.errors["dyn"]
+    assert compiled.evaluate({"flag": True, "x": 1}).all_passed
+    assert dict(compiled.evaluate({"flag": False, "x": 0})) == {"dyn": VIOLATION, "b": VIOLATION}
