@@ -284,6 +284,27 @@ def bench_compiled(number: int, repeat: int) -> None:
         print(f"  {good_us:8.2f} µs all pass  {bad_us:8.2f} µs 2 violations  {label}")
 
 
+def bench_scaling(number: int, repeat: int) -> None:
+    """How the one combined call grows with the number of CEL rules."""
+    base = [
+        "message.amount > 0.0",
+        "message.currency in ['EUR', 'USD']",
+        "message.quantity >= 1 && message.quantity <= 1000",
+        "message.order_id != ''",
+        "message.customer_id != message.order_id",
+    ]
+    print("\nTidemark CompiledRules.evaluate, all pass, by number of CEL rules")
+    for count in (1, 3, 10, 30):
+        compiled = compile_rules(
+            [
+                RuleConfig(name=f"r{i}", cel=f"{base[i % 5]} || message.amount == {i}.5")
+                for i in range(count)
+            ]
+        )
+        us = best(lambda c=compiled: c.evaluate(RECORD), number, repeat)
+        print(f"  {us:8.2f} µs  {count} rules")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--number", type=int, default=10_000)
@@ -294,6 +315,7 @@ def main() -> None:
     bench_conversion(args.number, args.repeat)
     bench_decode(args.number, args.repeat)
     bench_compiled(args.number, args.repeat)
+    bench_scaling(args.number, args.repeat)
 
 
 if __name__ == "__main__":
