@@ -24,6 +24,12 @@ also have a Python check with exactly those semantics (tests/unit/contract
 checks both against each other), used because it is an order of magnitude
 faster than an engine call; pattern always runs in CEL, so its regex dialect is
 RE2's, as in every CEL engine.
+
+For a product's config, `RuleList` validates names (unique, at most MAX_RULES)
+and `SampleRatio` a sampling ratio in (0, 1], e.g.
+
+    rules: RuleList = Field(default_factory=list)
+    rules_sample_ratio: SampleRatio = 1.0
 """
 
 from __future__ import annotations

@@ -239,9 +239,7 @@ def compile_rules(
     fields: list[tuple[int, FieldCheck]] = []
     skipped: list[NotEvaluated] = []
 
-    def claim(name: str, where: str) -> int:
-        if name in names:
-            raise RuleError(f"rule {name!r}: the name is used twice ({where}); names are unique")
+    def claim(name: str) -> int:
         names.append(name)
         return len(names) - 1
 
@@ -253,7 +251,9 @@ def compile_rules(
             raise RuleError(f"rule {rule.name!r}: {exc}") from None
         if rule.pattern is not None:
             _probe_regex(rule.name, rule.pattern.regex)
-        index = claim(rule.name, "config")
+        if rule.name in names:
+            raise RuleError(f"rule {rule.name!r}: the name is used twice; names are unique")
+        index = claim(rule.name)
         if python_short_forms and form.check is not None:
             python.append((index, form.check))
         else:
@@ -262,6 +262,8 @@ def compile_rules(
     plan: FieldPlan | None = None
     for entry in registered(registered_rules):
         reason = why_not(entry)
+        if reason is None and entry.name in names:
+            reason = "another rule has this name (a config rule, or an earlier registry rule)"
         if reason is None and len(names) >= MAX_RULES:
             reason = f"over the limit of {MAX_RULES} rules per product"
         if reason is None and entry.type == "CEL_FIELD" and schema is None:
@@ -274,7 +276,7 @@ def compile_rules(
         if reason is not None:
             skipped.append(NotEvaluated(entry.name, reason))
             continue
-        index = claim(entry.name, "registry")
+        index = claim(entry.name)
         if entry.type == "CEL_FIELD":
             plan = plan or FieldPlan(schema, metadata_tags)
             fields.append((index, FieldCheck(program, plan, entry.tags)))

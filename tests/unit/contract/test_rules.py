@@ -265,10 +265,17 @@ def test_a_bad_regex_fails_at_compile_time() -> None:
         compile_rules([rule(pattern={"field": "s", "regex": "(("})])
 
 
-def test_duplicate_names_across_config_and_registry_fail() -> None:
-    registered = [{"name": "r", "kind": "CONDITION", "mode": "READ", "type": "CEL", "expr": "true"}]
+def test_duplicate_names_fail_in_the_config_and_are_reported_from_the_registry() -> None:
     with pytest.raises(RuleError, match="'r': the name is used twice"):
-        compile_rules([rule(cel="true")], registered)
+        compile_rules([rule(cel="true"), rule(not_null="x")])
+    registered = [reg("r", "false"), reg("s", "true"), reg("s", "false")]
+    compiled = compile_rules([rule(cel="true")], registered)
+    assert compiled.names == ("r", "s")
+    assert [(n.name, n.reason.split(" (")[0]) for n in compiled.not_evaluated] == [
+        ("r", "another rule has this name"),
+        ("s", "another rule has this name"),
+    ]
+    assert compiled.evaluate({}).all_passed  # the first of each name is the one evaluated
 
 
 # --- registered rules ------------------------------------------------------------
