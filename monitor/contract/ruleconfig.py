@@ -223,28 +223,40 @@ def _not_null(parents: list[str], leaf: str) -> Callable[[Any], bool]:
 
 def _allowed(path: list[str], values: list[Any]) -> Callable[[Any], bool]:
     booleans = frozenset(v for v in values if type(v) is bool)
-    numbers = frozenset(v for v in values if type(v) in (int, float))
     strings = frozenset(v for v in values if type(v) is str)
-    by_type: dict[type, frozenset[Any]] = {
-        bool: booleans,
-        int: numbers,
-        float: numbers,
-        str: strings,
-    }
+    ints = frozenset(v for v in values if type(v) is int)
+    doubles = frozenset(v for v in values if type(v) is float)
+    # CEL (C++) compares an int with a double as doubles: 2**53 + 1 == 9007199254740992.0
+    numbers_as_doubles = doubles | {float(v) for v in ints}
 
     def check(record: Any) -> bool:
         value = _lookup(record, path)
-        allowed = by_type.get(type(value))
-        return allowed is not None and value in allowed
+        kind = type(value)
+        if kind is str:
+            return value in strings
+        if kind is int:
+            return value in ints or float(value) in doubles
+        if kind is float:
+            return value in numbers_as_doubles
+        if kind is bool:
+            return value in booleans
+        return False  # null, bytes, lists, maps, timestamps: equal to no allowed value
 
     return check
 
 
 def _range(path: list[str], low: float | None, high: float | None) -> Callable[[Any], bool]:
+    def within(value: Any, bound: float, above: bool) -> bool:
+        if type(value) is not type(bound):  # int against double: compared as doubles
+            value, bound = float(value), float(bound)
+        return bool(value >= bound if above else value <= bound)
+
     def check(record: Any) -> bool:
         value = _lookup(record, path)
         if type(value) is not int and type(value) is not float:
             raise CelEvalError(f"no matching overload for a comparison with {type(value).__name__}")
-        return (low is None or value >= low) and (high is None or value <= high)
+        return (low is None or within(value, low, True)) and (
+            high is None or within(value, high, False)
+        )
 
     return check

@@ -456,9 +456,13 @@ def test_no_rules_means_nothing_to_do() -> None:
 
 # --- properties -------------------------------------------------------------------
 
+INT64 = st.integers(min_value=-(2**63), max_value=2**63 - 1)
 numbers = st.one_of(
     st.integers(min_value=-(2**53), max_value=2**53),
+    INT64,
     st.floats(allow_nan=True, allow_infinity=True),
+    # where int and double disagree: around 2**53 and the ends of int64
+    st.sampled_from([2**53, 2**53 + 1, 2**63 - 1, -(2**63), 2.0**53, 2.0**63, -(2.0**63)]),
 )
 values = st.one_of(
     numbers,
@@ -490,11 +494,16 @@ def test_range_is_the_inclusive_python_predicate(low: Any, high: Any, value: Any
 @settings(max_examples=300, deadline=None)
 @given(
     allowed=st.lists(
-        st.one_of(st.booleans(), st.integers(-5, 5), st.floats(-5, 5), st.sampled_from("abc")),
+        st.one_of(
+            st.booleans(),
+            st.integers(-5, 5),
+            st.floats(-5, 5),
+            st.sampled_from(["a", "b", 2**53, 2**53 + 1, 2.0**53, 2**63 - 1, 2.0**63]),
+        ),
         min_size=1,
         max_size=4,
     ),
-    value=st.one_of(values, st.integers(-5, 5), st.sampled_from("abc")),
+    value=st.one_of(values, st.integers(-5, 5), st.sampled_from(["a", "c", 2**53 + 1])),
 )
 def test_allowed_values_python_equals_cel(allowed: list[Any], value: Any) -> None:
     both({"allowed_values": {"field": "v", "values": allowed}}, {"v": value})
