@@ -744,3 +744,33 @@ def test_a_rule_returning_one_is_an_error_even_in_a_batch() -> None:
     assert "returned int" in outcome.errors["dyn"]
     assert compiled.evaluate({"flag": True, "x": 1}).all_passed
     assert dict(compiled.evaluate({"flag": False, "x": 0})) == {"dyn": VIOLATION, "b": VIOLATION}
+
+
+@pytest.mark.parametrize(
+    ("spec", "value", "expected"),
+    [
+        # as doubles 2**63 - 1 is 2.0**63: inside a range that starts there
+        ({"min": 2.0**63}, 2**63 - 1, PASS),
+        ({"max": 2.0**53}, 2**53 + 1, PASS),
+        ({"min": 2**53 + 1}, 2.0**53, PASS),
+        ({"min": 2**53 + 1}, 2**53, VIOLATION),  # int against int: exact
+    ],
+)
+def test_range_compares_an_int_with_a_double_as_doubles(
+    spec: dict[str, Any], value: Any, expected: RuleVerdict
+) -> None:
+    assert both({"range": {"field": "v", **spec}}, {"v": value}) is expected
+
+
+@pytest.mark.parametrize(
+    ("allowed", "value", "expected"),
+    [
+        ([2.0**53], 2**53 + 1, PASS),
+        ([2**53 + 1], 2.0**53, PASS),
+        ([2**53], 2**53 + 1, VIOLATION),  # int against int: exact
+    ],
+)
+def test_allowed_values_compare_an_int_with_a_double_as_doubles(
+    allowed: list[Any], value: Any, expected: RuleVerdict
+) -> None:
+    assert both({"allowed_values": {"field": "v", "values": allowed}}, {"v": value}) is expected
