@@ -20,6 +20,9 @@ them (`cel_executor._value_to_cel`) so the same rule means the same thing:
     UUID                                       -> string (as Confluent)
     Decimal                                    -> double (Confluent has no binding; see rules.py)
     time (time-millis, time-micros)            -> duration since midnight (Confluent: none)
+    str or bytes holding a NUL                 -> google.protobuf.StringValue / bytearray, which
+                                                  the engine takes whole (it cuts plain ones at
+                                                  the NUL); a map KEY with a NUL stays cut
 
 Conversion copies only the containers that hold such a value; a record of plain
 values is handed over untouched.
@@ -37,6 +40,7 @@ from typing import Any, Final
 from cel_expr_python import cel
 from google.protobuf.duration_pb2 import Duration
 from google.protobuf.timestamp_pb2 import Timestamp
+from google.protobuf.wrappers_pb2 import StringValue
 
 from monitor.contract import celfuncs
 
@@ -176,6 +180,12 @@ def now() -> datetime.datetime:
 def to_cel(value: Any) -> Any:
     """The engine's view of a decoded Avro value; returns `value` itself when nothing changes."""
     kind = type(value)
+    if kind is str or kind is bytes:
+        # cel-expr-python 0.1 cuts a str or bytes at its first NUL; a StringValue or a
+        # bytearray goes through whole (tests/unit/contract pins this)
+        if "\x00" in value if kind is str else b"\x00" in value:
+            return StringValue(value=value) if kind is str else bytearray(value)
+        return value
     if kind in _PLAIN:
         return value
     if kind is dict:

@@ -206,7 +206,7 @@ def _lookup(record: Any, path: list[str]) -> Any:
             value = value[part]
         except KeyError:
             raise CelEvalError(f"no such key: {part}") from None
-    return to_cel(value)
+    return value if type(value) is str else to_cel(value)  # a str compares as it is
 
 
 def _not_null(parents: list[str], leaf: str) -> Callable[[Any], bool]:

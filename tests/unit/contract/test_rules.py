@@ -139,6 +139,12 @@ def test_allowed_values(value: Any, expected: RuleVerdict) -> None:
     assert both(spec, {"c": value}) is expected
 
 
+def test_allowed_values_with_a_nul_in_a_string() -> None:
+    spec = {"allowed_values": {"field": "c", "values": ["a\x00b"]}}
+    assert both(spec, {"c": "a\x00b"}) is PASS
+    assert both(spec, {"c": "a"}) is VIOLATION
+
+
 def test_allowed_values_on_a_missing_field_is_an_error() -> None:
     assert both({"allowed_values": {"field": "c", "values": ["EUR"]}}, {}) is ERROR
 
@@ -215,8 +221,14 @@ def test_logical_types_reach_cel_as_confluent_binds_them() -> None:
         "price": Decimal("12.50"),
         "ref": uuid.UUID("12345678-1234-5678-1234-567812345678"),
         "at": datetime.time(8, 30),
+        "raw": b"\x00\xff",  # the engine alone would cut both at the NUL
+        "text": "a\x00b",
+        "nested": {"items": [{"ts": datetime.datetime(2025, 1, 1, tzinfo=UTC)}], "n": None},
     }
     checks = {
+        "raw": "message.raw == b'\\x00\\xff' && size(message.raw) == 2",
+        "text": "message.text == 'a\\x00b' && size(message.text) == 3",
+        "nested": "message.nested.items[0].ts.getFullYear() == 2025 && message.nested.n == null",
         "ts": "message.ts == timestamp('2025-03-01T12:00:00Z')",
         "local": "message.local > timestamp('2025-03-01T11:59:59Z')",
         "ts_parts": "message.ts.getHours() == 12",
