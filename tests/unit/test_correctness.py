@@ -337,3 +337,31 @@ def test_a_contract_switch_keeps_counting_and_changes_the_exported_version() -> 
             ),
         )
     ]
+
+
+def test_validate_lists_rules_settings_from_odcs_and_what_is_not_evaluated(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from monitor.cli import main
+
+    (tmp_path / "o.odcs.yaml").write_text(ODCS)
+    path = tmp_path / "tidemark.yaml"
+    path.write_text(
+        f"""
+products:
+  - name: orders
+    topic: shop.orders
+    contract: {CONTRACT}
+    odcs: o.odcs.yaml
+    encoding: avro-raw
+    rules_sample_ratio: 0.5
+    rules:
+      - {{name: small, cel: "message.amount_cents < 100000"}}
+"""
+    )
+    assert main(["validate", "--config", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "ok  orders: topic shop.orders" in out and "owner team-odcs" in out
+    assert "from the contract: description, owner, freshness.threshold, event_time" in out
+    assert "rules evaluated (sampled 0.5): small, currency_enum, amount_cents_range" in out
+    assert "not evaluated: odcs schema[0].properties[2].quality[0] (sql rule order_id_sql)" in out
