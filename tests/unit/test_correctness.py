@@ -365,3 +365,31 @@ products:
     assert "from the contract: description, owner, freshness.threshold, event_time" in out
     assert "rules evaluated (sampled 0.5): small, currency_enum, amount_cents_range" in out
     assert "not evaluated: odcs schema[0].properties[2].quality[0] (sql rule order_id_sql)" in out
+
+
+def test_the_config_wins_then_odcs_then_registered_metadata(tmp_path: Path) -> None:
+    from types import SimpleNamespace
+
+    odcs = tmp_path / "o.odcs.yaml"
+    odcs.write_text(ODCS)
+    registered = SimpleNamespace(
+        settings={
+            "owner": "team-registry",
+            "tier": "gold",
+            "freshness": {"threshold": 60.0, "target": 0.95},
+            "correctness": {"target": 0.995},
+        }
+    )
+    config = product_config(owner="team-config", odcs=odcs, freshness={"target": 0.9})
+    merged, filled = merged_config(0, config, load_odcs(odcs), registered)  # type: ignore[arg-type]
+    assert merged.owner == "team-config"  # config
+    assert merged.freshness.target == 0.9  # config, key by key within freshness
+    assert merged.freshness.threshold == 900.0  # ODCS's latency, before the registry's 60 s
+    assert merged.description == "Orders placed in the shop."  # ODCS
+    assert (merged.tier, merged.correctness.target) == ("gold", 0.995)  # registry metadata
+    assert set(filled) == {
+        "description",
+        "freshness.threshold",
+        "tier",
+        "correctness.target",
+    }
