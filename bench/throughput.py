@@ -8,6 +8,8 @@ events/s and ratios:
   avro      the same loop plus confluent-kafka's own AvroDeserializer per event
   tidemark  the real Tidemark monitor (loop, decode, contract, watermark,
             latency histogram, commits) until its events counter reaches N
+  rules     the same monitor, its contract read from a registry subject that
+            carries 3 registered CEL rules, evaluated on every event
 
 Each contender runs in a process of its own, as a fresh group member reading
 from the beginning; the broker runs in another process (the mock cluster in a
@@ -57,6 +59,7 @@ from monitor.config import (  # noqa: E402
     SchemaRegistryConfig,
     ServerConfig,
     Settings,
+    SubjectRef,
 )
 from monitor.logs import configure_logging  # noqa: E402
 from monitor.runtime.app import Monitor  # noqa: E402
@@ -166,7 +169,41 @@ def avro(bootstrap: str, registry: SchemaRegistryClient, n: int) -> float:
     return consume_loop(bootstrap, n, handle)
 
 
-def tidemark(bootstrap: str, registry_url: str, n: int) -> float:
+RULES_SUBJECT = "bench.orders-rules"
+# Three registered rules, every bench event passes them: the cost of checking, not of failing.
+BENCH_RULES = (
+    ("positive_amount", "message.amount_cents > 0"),
+    ("known_currency", "message.currency in ['EUR', 'USD', 'GBP']"),
+    ("has_customer", "message.customer_id.startsWith('c-')"),
+)
+
+
+def register_rules_contract(registry: SchemaRegistryClient) -> int:
+    from confluent_kafka.schema_registry import Rule, RuleKind, RuleMode, RuleSet
+
+    rules = [
+        Rule(
+            name=name,
+            doc=None,
+            kind=RuleKind.CONDITION,
+            mode=RuleMode.WRITEREAD,
+            type="CEL",
+            tags=None,
+            params=None,
+            expr=expr,
+            on_success=None,
+            on_failure="ERROR",
+            disabled=False,
+        )
+        for name, expr in BENCH_RULES
+    ]
+    schema = Schema(
+        CONTRACT.read_text(), "AVRO", rule_set=RuleSet(migration_rules=None, domain_rules=rules)
+    )
+    return int(registry.register_schema(RULES_SUBJECT, schema))
+
+
+def tidemark(bootstrap: str, registry_url: str, n: int, rules: bool = False) -> float:
     settings = Settings(
         kafka=KafkaConfig(
             bootstrap_servers=bootstrap,
@@ -184,13 +221,16 @@ def tidemark(bootstrap: str, registry_url: str, n: int) -> float:
                 name="orders",
                 owner="bench",
                 topic=TOPIC,
-                contract=CONTRACT,
+                contract=(SubjectRef(subject=RULES_SUBJECT, version=1) if rules else CONTRACT),
                 encoding="confluent",
                 event_time="occurred_at",
             )
         ],
     )
     monitor = Monitor(settings)
+    compiled = monitor.pipeline.products[TOPIC].rules
+    if rules and (compiled is None or len(compiled.names) != len(BENCH_RULES)):
+        raise RuntimeError(f"expected {len(BENCH_RULES)} rules evaluated, got {compiled}")
     stats = monitor.pipeline.products[TOPIC].stats
     thread = threading.Thread(target=monitor.run, daemon=True)
     thread.start()
@@ -210,6 +250,8 @@ def tidemark(bootstrap: str, registry_url: str, n: int) -> float:
         raise RuntimeError(
             f"expected every event conforming, got {stats.conforming}/{stats.events}"
         )
+    if rules and not stats.rule_checked == stats.correct >= n:
+        raise RuntimeError(f"expected {n} events checked and correct, got {stats}")
     return n / elapsed
 
 
@@ -219,7 +261,7 @@ def contender(kind: str, bootstrap: str, registry_url: str, n: int) -> float:
         return bare(bootstrap, n)
     if kind == "avro":
         return avro(bootstrap, SchemaRegistryClient({"url": registry_url}), n)
-    return tidemark(bootstrap, registry_url, n)
+    return tidemark(bootstrap, registry_url, n, rules=kind == "rules")
 
 
 def measure(kind: str, bootstrap: str, registry_url: str, n: int) -> float:
@@ -251,7 +293,9 @@ def main() -> int:
     parser.add_argument("--events", type=int, default=200_000)
     parser.add_argument("--repeat", type=int, default=3, help="runs per contender (median)")
     parser.add_argument("--broker", choices=("mock", "tansu"), default="mock")
-    parser.add_argument("--contender", choices=("bare", "avro", "tidemark"), help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--contender", choices=("bare", "avro", "tidemark", "rules"), help=argparse.SUPPRESS
+    )
     parser.add_argument("--bootstrap", help=argparse.SUPPRESS)
     parser.add_argument("--registry", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -263,12 +307,13 @@ def main() -> int:
     with BrokerUnderTest(args.broker) as bootstrap, registry_stand_in() as registry_url:
         t0 = time.perf_counter()
         produce(bootstrap, SchemaRegistryClient({"url": registry_url}), args.events)
+        register_rules_contract(SchemaRegistryClient({"url": registry_url}))
         print(
             f"broker {args.broker} at {bootstrap}: produced {args.events} events "
             f"in {time.perf_counter() - t0:.1f} s",
             flush=True,
         )
-        results: dict[str, list[float]] = {"bare": [], "avro": [], "tidemark": []}
+        results: dict[str, list[float]] = {"bare": [], "avro": [], "tidemark": [], "rules": []}
         for _ in range(args.repeat):  # interleaved, so drift in the machine hits all three
             for kind in results:
                 results[kind].append(measure(kind, bootstrap, registry_url, args.events))
@@ -279,6 +324,11 @@ def main() -> int:
         print(f"{name:<10} {med[name]:>18,.0f} {runs:>34}")
     print(f"\ntidemark / bare consume loop      = {med['tidemark'] / med['bare']:.3f}")
     print(f"tidemark / AvroDeserializer loop  = {med['tidemark'] / med['avro']:.3f}")
+    added = 1e6 / med["rules"] - 1e6 / med["tidemark"]
+    print(
+        f"with 3 registered rules / without = {med['rules'] / med['tidemark']:.3f} "
+        f"({added:+.1f} µs per event)"
+    )
     return 0
 
 

@@ -105,12 +105,25 @@ def _validate(config: Path | None) -> int:
 
     settings = load_settings(config)
     built = build_pipeline(settings)
-    for product in built.pipeline.products.values():
+    for topic, product in built.pipeline.products.items():
         cfg = product.config
-        print(
-            f"ok  {cfg.name}: topic {cfg.topic}, {cfg.encoding}, contract {cfg.contract.name}, "
-            f"event time {cfg.event_time}"
+        setup = built.setups[topic]
+        contract = (
+            cfg.contract.name
+            if isinstance(cfg.contract, Path)
+            else f"subject {cfg.contract.subject} version {setup.version and setup.version.version}"
         )
+        print(
+            f"ok  {cfg.name}: topic {cfg.topic}, {cfg.encoding}, contract {contract}, "
+            f"event time {cfg.event_time}, owner {cfg.owner}"
+        )
+        if setup.filled:
+            print(f"    from the contract: {', '.join(setup.filled)}")
+        if len(setup.rules):
+            ratio = "" if cfg.rules_sample_ratio >= 1 else f" (sampled {cfg.rules_sample_ratio})"
+            print(f"    rules evaluated{ratio}: {', '.join(setup.rules.names)}")
+        for name, why in setup.not_evaluated:
+            print(f"    not evaluated: {name}: {why}")
     return 0
 
 

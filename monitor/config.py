@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import (
@@ -22,9 +22,11 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+from pydantic_core import InitErrorDetails
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from monitor.completeness.config import CompletenessConfig
+from monitor.contract.ruleconfig import RuleList, SampleRatio
 from monitor.durations import Seconds
 from monitor.errors import ConfigError
 from monitor.export.webconfig import load_web_config
@@ -141,6 +143,8 @@ class ServerConfig(_Model):
     bind_address: str = "0.0.0.0"
     port: int = Field(default=9308, ge=0, le=65535)
     liveness_limit: Seconds = 60.0
+    # /violations keeps this many most recent violations per product (0: none kept).
+    violations_per_product: int = Field(default=100, ge=0, le=10_000)
     max_connections: int = Field(default=64, ge=1, le=10_000)
     read_timeout: Seconds = 5.0
     write_timeout: Seconds = 10.0
@@ -202,18 +206,40 @@ class CorrectnessObjective(_Model):
 Encoding = Literal["avro-raw", "confluent", "avro-single-object"]
 
 
+class SubjectRef(_Model):
+    """A contract registered in the schema registry: `{subject: ..., version: latest | N}`."""
+
+    subject: str = Field(min_length=1, max_length=500)
+    version: Literal["latest"] | Annotated[int, Field(ge=1)] = "latest"
+    # How often a `latest` subject is asked for a newer version (off the hot path).
+    check_interval: Seconds = 60.0
+
+    @field_validator("check_interval")
+    @classmethod
+    def _interval_positive(cls, value: float) -> float:
+        if value <= 0:
+            raise ValueError("must be more than 0 seconds")
+        return value
+
+
 class ProductConfig(_Model):
     """One data product: a topic with an owner, a contract and objectives."""
 
     name: str
-    owner: str
+    # owner and event_time may come from the contract's metadata or ODCS file instead
+    # (monitor.contract.metadata.merge_settings at build time; the config wins).
+    owner: str | None = None
+    owner_email: str | None = None
     tier: str = "standard"
     description: str = ""
     topic: str
-    contract: Path
+    contract: Path | SubjectRef
+    odcs: Path | None = None
     encoding: Encoding
     writer_schemas: list[Path] = Field(default_factory=list)
-    event_time: str
+    event_time: str | None = None
+    rules: RuleList = Field(default_factory=list)
+    rules_sample_ratio: SampleRatio = 1.0
     max_out_of_orderness: Seconds = 5.0
     idle_timeout: Seconds = 60.0
     max_future_skew: Seconds = 60.0
@@ -228,13 +254,25 @@ class ProductConfig(_Model):
 
     @field_validator("name", "tier", "owner")
     @classmethod
-    def _label_safe(cls, value: str) -> str:
-        if not _NAME.match(value):
+    def _label_safe(cls, value: str | None) -> str | None:
+        if value is not None and not _NAME.match(value):
             raise ValueError(
                 f"{value!r} must start with a letter or digit and use only letters, digits, "
                 "'_', '.' and '-' (it becomes a metric label)"
             )
         return value
+
+    @model_validator(mode="after")
+    def _owner_and_event_time_known(self) -> ProductConfig:
+        """Without a contract that could say them (subject metadata, ODCS), they are required."""
+        if isinstance(self.contract, Path) and self.odcs is None:
+            missing = [k for k in ("owner", "event_time") if getattr(self, k) is None]
+            if missing:
+                raise ValidationError.from_exception_data(
+                    "ProductConfig",
+                    [InitErrorDetails(type="missing", loc=(k,), input=None) for k in missing],
+                )
+        return self
 
     @model_validator(mode="after")
     def _writer_schemas_need_single_object(self) -> ProductConfig:
@@ -299,6 +337,11 @@ class Settings(BaseSettings):
                     f"{topics[product.topic]!r}; one product per topic"
                 )
             topics[product.topic] = product.name
+            if isinstance(product.contract, SubjectRef) and not self.schema_registry.url:
+                raise ValueError(
+                    f"products[{i}] ({product.name}) reads its contract from subject "
+                    f"{product.contract.subject!r}, which needs schema_registry.url"
+                )
             if product.encoding == "confluent" and not self.schema_registry.url:
                 raise ValueError(
                     f"products[{i}] ({product.name}) uses encoding 'confluent', which needs "
@@ -406,9 +449,9 @@ def load_settings(path: Path | str | None = None) -> Settings:
 
 def _resolve_paths(product: dict[str, Any], base: Path) -> None:
     """Contract paths are relative to the config file, not the working directory."""
-    contract = product.get("contract")
-    if isinstance(contract, str):
-        product["contract"] = str(base / contract)
+    for key in ("contract", "odcs"):
+        if isinstance(product.get(key), str):
+            product[key] = str(base / product[key])
     writers = product.get("writer_schemas")
     if isinstance(writers, list):
         product["writer_schemas"] = [str(base / w) if isinstance(w, str) else w for w in writers]

@@ -8,7 +8,7 @@ additions: no label look-ups, no logging, no allocation beyond the decoder's.
 from __future__ import annotations
 
 import threading
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -21,6 +21,7 @@ from monitor.config import ProductConfig
 from monitor.contract.decoding import Decoder, HoldReason, InvalidEvent, Reason, SchemaPending
 from monitor.contract.eventtime import EventTimeExtractor
 from monitor.contract.model import Verdict
+from monitor.contract.rules import CompiledRules, RuleVerdict, Sampler
 from monitor.stats import LATENCY_BUCKETS, Histogram, ProductStats
 from monitor.watermarks import FUTURE, LATE, ClockSettings, PartitionClock, ProductClock
 
@@ -92,6 +93,31 @@ def field_getter(path: str) -> FieldGetter:
     return get
 
 
+@dataclass(frozen=True, slots=True)
+class ViolationRecord:
+    """Where one bad event is, for on-call to fetch it with their own tools; never its payload.
+
+    `kind` is "contract" (its `names` hold the conformance reason) or "rule" (the
+    rules it broke, and those that could not be evaluated on it in `errors`).
+    """
+
+    partition: int
+    offset: int
+    timestamp_ms: int  # the Kafka record timestamp
+    kind: str
+    names: tuple[str, ...]
+    errors: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class ContractVersion:
+    """The registry subject version a product's contract came from, as exported."""
+
+    subject: str
+    version: int
+    schema_id: int
+
+
 @dataclass(slots=True)
 class ProductPipeline:
     """All per-event state of one data product on this instance."""
@@ -104,6 +130,12 @@ class ProductPipeline:
     producer_of: FieldGetter | None = None
     sequence_of: FieldGetter | None = None
     stats: ProductStats = field(default_factory=ProductStats)
+    # Correctness: None when the product has no rules (the hot path's one check).
+    rules: CompiledRules | None = None
+    sampler: Sampler | None = None  # None: every conforming event is checked
+    # The most recent violations for /violations; bounded (server.violations_per_product).
+    recent: deque[ViolationRecord] = field(default_factory=lambda: deque(maxlen=100))
+    contract_version: ContractVersion | None = None
 
     @classmethod
     def build(
@@ -112,6 +144,10 @@ class ProductPipeline:
         decoder: Decoder,
         extractor: EventTimeExtractor,
         stuck_after: float,
+        *,
+        rules: CompiledRules | None = None,
+        violations_kept: int = 100,
+        contract_version: ContractVersion | None = None,
     ) -> ProductPipeline:
         settings = ClockSettings(
             max_out_of_orderness=config.max_out_of_orderness,
@@ -141,7 +177,24 @@ class ProductPipeline:
             producer_of=producer_of,
             sequence_of=sequence_of,
             stats=stats,
+            rules=rules if rules else None,
+            sampler=Sampler(config.rules_sample_ratio) if config.rules_sample_ratio < 1.0 else None,
+            recent=deque(maxlen=violations_kept),
+            contract_version=contract_version,
         )
+
+    def switch_contract(
+        self,
+        decoder: Decoder,
+        extractor: EventTimeExtractor,
+        rules: CompiledRules | None,
+        version: ContractVersion | None,
+    ) -> None:
+        """A new contract version, between batches: counters, clocks and windows continue."""
+        self.decoder = decoder
+        self.extract_event_time = extractor
+        self.rules = rules if rules else None
+        self.contract_version = version
 
     def assign(
         self,
@@ -169,10 +222,39 @@ class ProductPipeline:
         if self.completeness is not None:
             self.completeness.on_partitions_revoked({partition})
 
-    def _violation(self, reason: str) -> None:
+    def _violation(self, reason: str, msg: Message, partition: int, offset: int) -> None:
         """A counted event that breaks the contract (the bad path only)."""
         self.stats.events += 1
         self.stats.violations[reason] += 1
+        self.recent.append(
+            ViolationRecord(partition, offset, msg.timestamp()[1], "contract", (str(reason),))
+        )
+
+    def _check_rules(
+        self, rules: CompiledRules, record: Any, msg: Message, partition: int, offset: int
+    ) -> None:
+        """Correctness of one conforming, counted event (if the sampler admits it)."""
+        if self.sampler is not None and not self.sampler(partition, offset):
+            return
+        outcome = rules.evaluate(record)  # never raises
+        stats = self.stats
+        stats.rule_checked += 1
+        if outcome.all_passed:
+            stats.correct += 1
+            return
+        broken, failed = [], []
+        for name, verdict in outcome:
+            if verdict is RuleVerdict.VIOLATION:
+                stats.rule_violations[name] += 1
+                broken.append(name)
+            elif verdict is RuleVerdict.ERROR:
+                stats.rule_errors[name] += 1
+                failed.append(name)
+        self.recent.append(
+            ViolationRecord(
+                partition, offset, msg.timestamp()[1], "rule", tuple(broken), tuple(failed)
+            )
+        )
 
     def prefetch(self, msg: Message) -> None:
         """An event that waits behind a held one: start looking up its schema already."""
@@ -208,7 +290,7 @@ class ProductPipeline:
             record, writer = self.decoder.decode(msg.value())
         except InvalidEvent as invalid:
             if not warm:
-                self._violation(invalid.reason)
+                self._violation(invalid.reason, msg, partition, offset)
                 if invalid.writer is not None:
                     stats.drift[Verdict.INCOMPATIBLE] += 1
             return
@@ -216,11 +298,11 @@ class ProductPipeline:
             event_time = self.extract_event_time(record, msg.timestamp()[1])
         except (ValueError, TypeError, OverflowError):
             if not warm:
-                self._violation(Reason.BAD_EVENT_TIME)
+                self._violation(Reason.BAD_EVENT_TIME, msg, partition, offset)
             return
         if event_time is None:
             if not warm:
-                self._violation(Reason.MISSING_EVENT_TIME)
+                self._violation(Reason.MISSING_EVENT_TIME, msg, partition, offset)
             return
         if warm:
             clock.warm(event_time, now)
@@ -229,6 +311,8 @@ class ProductPipeline:
         stats.conforming += 1
         if writer.verdict is Verdict.COMPATIBLE:
             stats.drift[Verdict.COMPATIBLE] += 1
+        if self.rules is not None:
+            self._check_rules(self.rules, record, msg, partition, offset)
         kind = clock.observe(event_time, now)
         if kind == FUTURE:
             stats.future += 1

@@ -22,7 +22,16 @@ from types import FrameType
 from typing import Any
 
 from confluent_kafka import Producer
-from confluent_kafka.schema_registry import Schema, SchemaRegistryClient
+from confluent_kafka.schema_registry import (
+    Metadata,
+    MetadataProperties,
+    Rule,
+    RuleKind,
+    RuleMode,
+    RuleSet,
+    Schema,
+    SchemaRegistryClient,
+)
 from fastavro import parse_schema, schemaless_writer
 
 from monitor.completeness.config import (
@@ -40,6 +49,7 @@ from monitor.config import (
     SchemaRegistryConfig,
     ServerConfig,
     Settings,
+    SubjectRef,
 )
 from monitor.contract.model import Contract
 from monitor.contract.registry import ConfluentRegistryLookup
@@ -54,6 +64,49 @@ LOSS_AFTER = 30.0  # from then on the orders producer silently loses some events
 PARTITIONS = 4
 STALLED_PARTITION = 2  # payments stops writing here after STALL_AFTER seconds
 STALL_AFTER = 20.0
+ORDERS_SUBJECT = f"{ORDERS_TOPIC}-value"
+# The orders contract as its team registers it: the schema with Confluent data-contract
+# metadata and domain rules, which Tidemark evaluates on every conforming event.
+ORDERS_RULES = (
+    ("positive_amount", "message.amount_cents > 0"),
+    ("known_currency", "message.currency in ['EUR', 'USD', 'GBP']"),
+)
+
+
+def orders_contract_schema() -> Schema:
+    return Schema(
+        contract_path("orders.avsc").read_text(),
+        "AVRO",
+        metadata=Metadata(
+            tags=None,
+            properties=MetadataProperties({"tidemark.correctness.target": "99.9%"}),
+            sensitive=None,
+        ),
+        rule_set=RuleSet(
+            migration_rules=None,
+            domain_rules=[
+                Rule(
+                    name=name,
+                    doc=None,
+                    kind=RuleKind.CONDITION,
+                    mode=RuleMode.WRITEREAD,
+                    type="CEL",
+                    tags=None,
+                    params=None,
+                    expr=expr,
+                    on_success=None,
+                    on_failure="ERROR",
+                    disabled=False,
+                )
+                for name, expr in ORDERS_RULES
+            ],
+        ),
+    )
+
+
+def register_orders_contract(registry: SchemaRegistryClient) -> int:
+    """Version 1 of the orders subject: the contract Tidemark reads, rules included."""
+    return int(registry.register_schema(ORDERS_SUBJECT, orders_contract_schema()))
 
 
 def contract_path(name: str) -> Path:
@@ -85,7 +138,8 @@ def demo_settings(bootstrap: str, port: int, bind: str) -> Settings:
                 tier="gold",
                 topic=ORDERS_TOPIC,
                 description="Orders from the demo shop (Confluent wire format).",
-                contract=contract_path("orders.avsc"),
+                # Pinned: the producer registers orders-v2 under the same subject later.
+                contract=SubjectRef(subject=ORDERS_SUBJECT, version=1),
                 encoding="confluent",
                 event_time="occurred_at",
                 freshness=FreshnessObjective(threshold=30, target=0.99),
@@ -128,6 +182,7 @@ class FaultPlan:
     compatible_drift_ratio: float = 0.2  # orders written with orders-v2 (adds a field)
     incompatible_ratio: float = 0.005  # orders written with a breaking schema
     loss_ratio: float = 0.03  # after LOSS_AFTER: orders counted, sequenced, never sent
+    rule_breaking_ratio: float = 0.004  # conforming orders that break a registered rule
 
 
 @dataclass(slots=True)
@@ -185,15 +240,14 @@ class DemoProducer:
         out = {}
         for name in ("orders.avsc", "orders-v2.avsc", "orders-breaking.avsc"):
             schema = json.loads(contract_path(name).read_text())
-            schema_id = (
-                self.registry.register_schema(
-                    f"{ORDERS_TOPIC}-value",
-                    Schema(json.dumps(schema), "AVRO"),
-                    normalize_schemas=False,
+            if name == "orders.avsc":
+                schema_id = register_orders_contract(self.registry)
+            elif name == "orders-v2.avsc":
+                schema_id = self.registry.register_schema(
+                    ORDERS_SUBJECT, Schema(json.dumps(schema), "AVRO"), normalize_schemas=False
                 )
-                if name != "orders-breaking.avsc"
-                else self._register_unchecked(schema)
-            )
+            else:
+                schema_id = self._register_unchecked(schema)
             out[name] = (schema_id, parse_schema(schema))
         return out
 
@@ -230,6 +284,11 @@ class DemoProducer:
             "sequence": seq,
         }
         roll -= self.plan.garbage_ratio
+        if rng.random() < self.plan.rule_breaking_ratio:  # conforming, but wrong
+            if rng.random() < 0.5:
+                record["amount_cents"] = -record["amount_cents"]
+            else:
+                record["currency"] = "XXX"
         if roll < self.plan.incompatible_ratio:
             name = "orders-breaking.avsc"
             record["amount_cents"] = str(record["amount_cents"])
@@ -277,6 +336,7 @@ def run_demo(*, port: int, bind: str, duration: float, summary_interval: float) 
             cluster.create_topic(MANIFESTS_TOPIC, 1)
         settings = demo_settings(cluster.bootstrap_servers, port, bind)
         registry = SchemaRegistryClient.new_client({"url": settings.schema_registry.url})
+        register_orders_contract(registry)  # Tidemark reads its contract from the registry
         monitor = Monitor(settings, lookup=ConfluentRegistryLookup(client=registry))
         producer = DemoProducer(cluster.bootstrap_servers, registry)
         summary = Summary(monitor.registry, [p.name for p in settings.products])
@@ -312,7 +372,8 @@ def run_demo(*, port: int, bind: str, duration: float, summary_interval: float) 
             "  products orders (Confluent wire format, schema drift, garbage) and payments\n"
             f"           (single-object encoding; partition {STALLED_PARTITION} stalls after "
             f"{STALL_AFTER:.0f} s)\n"
-            "  late events (1%) and garbage bytes (0.5%) are injected. Ctrl-C to stop.\n",
+            "  late events (1%) and garbage bytes (0.5%) are injected; 0.4% of orders break a\n"
+            "  rule registered with the orders contract (see /violations). Ctrl-C to stop.\n",
             flush=True,
         )
         for thread in threads:

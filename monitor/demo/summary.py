@@ -68,6 +68,14 @@ class Summary:
             violations = by("tidemark_contract_violations_total", product, "reason")
             drift = by("tidemark_schema_drift_events_total", product, "verdict")
             lines.append(f"{'':<10} violations: {violations}  drift: {drift}")
+            checked = total("tidemark_rule_checked_events_total", product)
+            if checked:
+                correct = total("tidemark_events_correct_total", product)
+                broken = by("tidemark_rule_violations_total", product, "rule")
+                lines.append(
+                    f"{'':<10} correctness {100 * correct / checked:6.2f}% "
+                    f"({correct:.0f}/{checked:.0f} passed every rule), broken rules: {broken}"
+                )
             expected = total("tidemark_completeness_expected_events_total", product)
             if expected:
                 observed = total("tidemark_completeness_observed_events_total", product)

@@ -320,7 +320,21 @@ METRICS: tuple[MetricSpec, ...] = (
         "gauge",
         (*P, "owner", "tier"),
         "Static description of each monitored data product.",
-        product_by(lambda v: (((v.config.owner, v.config.tier), 1),)),
+        product_by(lambda v: (((v.config.owner or "", v.config.tier), 1),)),
+    ),
+    MetricSpec(
+        "tidemark_contract_version_info",
+        "gauge",
+        (*P, "subject", "version", "schema_id"),
+        "The registry subject version whose schema and rules are in use (1); only for "
+        "products whose contract is a subject. Changes when a newer version is taken.",
+        product_by(
+            lambda v: (
+                ((c.subject, str(c.version), str(c.schema_id)), 1)
+                for c in (v.contract_version,)
+                if c
+            )
+        ),
     ),
     MetricSpec(
         "tidemark_slo_objective_ratio",

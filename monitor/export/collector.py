@@ -146,6 +146,8 @@ class TidemarkCollector(Collector):
                         product.completeness.snapshot() if product.completeness else None
                     ),
                     held=held.get(topic, {}),
+                    rules=product.rules.names if product.rules is not None else (),
+                    contract_version=product.contract_version,
                 )
             )
         # The rest of the process view is filled in per scrape by _snapshot().

@@ -19,7 +19,8 @@ from delaying a scrape:
 /metrics speaks what Prometheus asks for through prometheus-client's own encoders:
 OpenMetrics by Accept, gzip by Accept-Encoding, `name[]` filtering. TLS and basic
 auth come from the web-config file (monitor/export/webconfig.py). Basic auth guards
-/metrics only: /healthz and /readyz say one line about liveness and are what
+/metrics and /violations (JSON: where the last bad events are, never a payload)
+only: /healthz and /readyz say one line about liveness and are what
 Kubernetes probes call, and probes cannot carry credentials without putting the
 password in the pod spec.
 """
@@ -36,6 +37,7 @@ import socket
 import ssl
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from email.message import Message
@@ -59,7 +61,7 @@ _AUTH_THREADS = 1
 _AUTH_QUEUE = 4  # bcrypt checks waiting or running at most
 _REPORT_EVERY = 60.0
 _TEXT = "text/plain; charset=utf-8"
-_INDEX = b"tidemark: see /metrics, /healthz, /readyz\n"
+_INDEX = b"tidemark: see /metrics, /violations, /healthz, /readyz\n"
 
 Headers = list[tuple[str, str]]
 Response = tuple[int, Headers, bytes]
@@ -239,8 +241,10 @@ class MetricsServer:
         *,
         limits: Limits | None = None,
         web: WebConfig | None = None,
+        violations: Callable[[], bytes] | None = None,
     ) -> None:
         self._registry = registry
+        self._violations = violations  # /violations JSON; guarded like /metrics
         self._health = health
         self._limits = limits or Limits()
         self._tls = web.tls if web else None
@@ -481,7 +485,7 @@ class MetricsServer:
             request.keep_alive = False  # a body may follow that we will not read
             return 405, [("Allow", "GET, HEAD"), ("Content-Type", _TEXT)], b"use GET\n"
         path, now = request.path, time.time()
-        if path == "/metrics":
+        if path in ("/metrics", "/violations"):
             allowed = await self._authorized(request.headers) if self._auth else True
             if allowed is None:
                 self.stats.auth_busy += 1
@@ -491,6 +495,18 @@ class MetricsServer:
                 self.stats.unauthorized += 1
                 headers = [("WWW-Authenticate", 'Basic realm="tidemark"'), ("Content-Type", _TEXT)]
                 return 401, headers, b"unauthorized\n"
+        if path == "/violations":
+            if self._violations is None:
+                return _text(404, b"not found\n")
+            try:  # takes the pipeline lock briefly: off the event loop
+                body = await asyncio.get_running_loop().run_in_executor(
+                    self._render_pool, self._violations
+                )
+            except Exception:
+                log.exception("http_render_failed")
+                return 500, [("Content-Type", _TEXT)], b"internal error\n"
+            return 200, [("Content-Type", "application/json")], body
+        if path == "/metrics":
             loop = asyncio.get_running_loop()
             accept = request.headers.get("Accept", "")
             encoding = request.headers.get("Accept-Encoding", "")

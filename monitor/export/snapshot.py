@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from monitor.completeness.tracker import CompletenessSnapshot
     from monitor.config import ProductConfig
+    from monitor.pipeline import ContractVersion
     from monitor.stats import LoopStats, ProductStats
 
 
@@ -40,6 +41,7 @@ class ProductView:
     # Names of the product's evaluated rules (series exist at 0 from the start);
     # empty when the product has no rules, and then no correctness series at all.
     rules: tuple[str, ...] = ()
+    contract_version: ContractVersion | None = None  # a registry subject's version in use
 
     @property
     def labels(self) -> list[str]:

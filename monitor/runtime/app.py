@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import signal
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
 from types import FrameType
 from typing import Any
 
@@ -27,6 +30,7 @@ from monitor.contract.registry import (
     Lookup,
     SchemaLookup,
 )
+from monitor.contract.subject import SubjectContract, SubjectWatcher
 from monitor.errors import ConfigError, ContractError
 from monitor.export.collector import TidemarkCollector, build_registry
 from monitor.export.server import Limits, MetricsServer
@@ -37,6 +41,12 @@ from monitor.redact import REDACTOR
 from monitor.runtime.health import HealthState
 from monitor.runtime.lag import LagTracker
 from monitor.runtime.loop import ConsumeLoop
+from monitor.runtime.products import (
+    ProductSetup,
+    compile_product_rules,
+    resolve_product,
+    version_of,
+)
 
 log = structlog.get_logger("tidemark")
 
@@ -84,6 +94,56 @@ class Built:
     pipeline: Pipeline
     lookup: ConfluentRegistryLookup | None
     resolver: BackgroundLookups | None  # look-ups off the poll loop; close() when done
+    setups: dict[str, ProductSetup] = field(default_factory=dict)  # by topic
+    # `latest` subjects, by topic: started by the Monitor, taken between batches.
+    watchers: dict[str, SubjectWatcher] = field(default_factory=dict)
+
+    def take_contracts(self) -> list[tuple[str, SubjectContract]]:
+        """Switch products whose subject has a new accepted version; never waits on the network.
+
+        The new version's schema, decoder and rules replace the old ones under the
+        pipeline lock, between two batches; counters, clocks and windows continue.
+        The product's settings (owner, objectives, event time) stay those merged at
+        start-up: changing them needs a restart.
+        """
+        switched = []
+        for topic, watcher in self.watchers.items():
+            found = watcher.take()
+            if found is None:
+                continue
+            product = self.pipeline.products[topic]
+            setup = self.setups[topic]
+            index = list(self.setups).index(topic)
+            try:
+                extractor = make_extractor(found.contract, product.config.event_time or "")
+                decoder = build_decoder(product.config, index, found.contract, self.resolver)
+                rules = compile_product_rules(
+                    index, product.config, found.contract, setup.odcs, found
+                )
+            except (ConfigError, ContractError) as exc:
+                log.error(
+                    "contract_version_unusable",
+                    product=product.config.name,
+                    subject=found.subject,
+                    version=found.version,
+                    error=str(exc),
+                )
+                continue
+            with self.pipeline.lock:
+                product.switch_contract(decoder, extractor, rules, version_of(found))
+            log.info(
+                "contract_version_switched",
+                product=product.config.name,
+                subject=found.subject,
+                version=found.version,
+                schema_id=found.schema_id,
+                rules=list(rules.names),
+            )
+            _report_not_evaluated(
+                product.config.name, [(n.name, n.reason) for n in rules.not_evaluated]
+            )
+            switched.append((topic, found))
+        return switched
 
     def hold_reason(self, schema_id: int) -> HoldReason | None:
         """Why a partition held on `schema_id` must still wait; None once answered."""
@@ -95,6 +155,16 @@ class Built:
         if state is Lookup.UNREACHABLE:
             return HoldReason.REGISTRY_UNREACHABLE
         return None
+
+
+def _report_not_evaluated(product: str, skipped: list[tuple[str, str]]) -> None:
+    """Once per contract version: what Tidemark reads but does not check, and why."""
+    if skipped:
+        log.warning(
+            "rules_not_evaluated",
+            product=product,
+            rules=[{"name": name, "reason": why} for name, why in skipped],
+        )
 
 
 def build_pipeline(settings: Settings, lookup: SchemaLookup | None = None) -> Built:
@@ -112,18 +182,72 @@ def build_pipeline(settings: Settings, lookup: SchemaLookup | None = None) -> Bu
             not_found_ttl=retry_after,
             max_backoff=retry_after,
         )
+    subjects = registry_lookup
+    if subjects is None and settings.schema_registry.url:
+        subjects = ConfluentRegistryLookup(settings.schema_registry.client_conf())
     products: dict[str, ProductPipeline] = {}
-    for i, product in enumerate(settings.products):
-        contract = _load_contract(product, i, product.contract, "contract")
+    setups: dict[str, ProductSetup] = {}
+    watchers: dict[str, SubjectWatcher] = {}
+    for i, original in enumerate(settings.products):
+        setup = resolve_product(i, original, subjects)
+        product, contract = setup.config, setup.contract
         try:
-            extractor = make_extractor(contract, product.event_time)
+            extractor = make_extractor(contract, product.event_time or "")
         except ContractError as exc:
             raise ConfigError(f"products[{i}].event_time ({product.name}): {exc}") from None
         decoder = build_decoder(product, i, contract, resolver)
         products[product.topic] = ProductPipeline.build(
-            product, decoder, extractor, stuck_after=settings.lag.stuck_after
+            product,
+            decoder,
+            extractor,
+            stuck_after=settings.lag.stuck_after,
+            rules=setup.rules,
+            violations_kept=settings.server.violations_per_product,
+            contract_version=setup.version,
         )
-    return Built(Pipeline(products), registry_lookup, resolver)
+        setups[product.topic] = setup
+        ref = original.contract
+        if (
+            setup.source is not None
+            and setup.subject is not None
+            and not isinstance(ref, Path)
+            and ref.version == "latest"
+        ):
+            watchers[product.topic] = SubjectWatcher(
+                setup.source, setup.subject, interval=ref.check_interval
+            )
+    return Built(Pipeline(products), registry_lookup, resolver, setups, watchers)
+
+
+def violations_json(pipeline: Pipeline) -> bytes:
+    """/violations: the most recent bad events per product, where they are, never their payload."""
+    with pipeline.lock:
+        copied = [(p.config, list(p.recent)) for p in pipeline.products.values()]
+    out: dict[str, Any] = {}
+    for config, records in copied:
+        entries = []
+        for r in reversed(records):  # newest first
+            entry: dict[str, Any] = {
+                "partition": r.partition,
+                "offset": r.offset,
+                "timestamp_ms": r.timestamp_ms,
+                "timestamp": _iso(r.timestamp_ms),
+            }
+            if r.kind == "contract":
+                entry["reason"] = r.names[0]
+            else:
+                entry["rules"] = list(r.names)
+                if r.errors:
+                    entry["rule_errors"] = list(r.errors)
+            entries.append(entry)
+        out[config.name] = {"topic": config.topic, "violations": entries}
+    return json.dumps({"products": out}, indent=1).encode() + b"\n"
+
+
+def _iso(ms: int) -> str | None:
+    if ms <= 0:
+        return None
+    return datetime.fromtimestamp(ms / 1000, UTC).isoformat(timespec="milliseconds")
 
 
 def consumer_conf(settings: Settings) -> dict[str, Any]:
@@ -151,6 +275,14 @@ class Monitor:
         built = build_pipeline(settings, lookup)
         self.built = built
         self.pipeline = built.pipeline
+        for setup in built.setups.values():
+            if setup.filled:
+                log.info(
+                    "product_settings_from_contract",
+                    product=setup.config.name,
+                    filled=list(setup.filled),
+                )
+            _report_not_evaluated(setup.config.name, list(setup.not_evaluated))
         self.health = HealthState(liveness_limit=settings.server.liveness_limit)
         registry_counts = built.lookup.counts if built.lookup is not None else None
         resolver = built.resolver
@@ -174,6 +306,7 @@ class Monitor:
                 idle_timeout=server.idle_timeout,
             ),
             web=load_web_config(server.web_config_file) if server.web_config_file else None,
+            violations=lambda: violations_json(self.pipeline),
         )
         conf = consumer_conf(settings)
         librdkafka_log = LibrdkafkaLogger()
@@ -212,6 +345,7 @@ class Monitor:
             hold_check=built.hold_reason,
             partition_count=self.lag.partition_count,
             on_stopping=self._announce_stop,
+            between_batches=built.take_contracts,
         )
 
     @property
@@ -257,10 +391,14 @@ class Monitor:
             config=loggable(self.settings),
         )
         self.lag.start()
+        for watcher in self.built.watchers.values():
+            watcher.start()
         started = time.monotonic()
         try:
             self.loop.run()
         finally:
+            for watcher in self.built.watchers.values():
+                watcher.stop(timeout=1.0)
             self.lag.stop()
             self.server.stop()
             if self.built.resolver is not None:

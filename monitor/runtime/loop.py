@@ -46,6 +46,7 @@ class ConsumeLoop:
         on_stopping: Callable[[], None] = lambda: None,
         clock: Callable[[], float] = time.time,
         hold_check: HoldCheck = lambda schema_id: None,
+        between_batches: Callable[[], object] = lambda: None,
     ) -> None:
         self.consumer = consumer
         self.pipeline = pipeline
@@ -58,6 +59,8 @@ class ConsumeLoop:
         self.partition_count = partition_count
         self.on_stopping = on_stopping
         self.clock = clock
+        # Runs after each batch, outside the lock (e.g. take a new contract version).
+        self.between_batches = between_batches
         self.stop_requested = threading.Event()
         self.commit_policy = CommitPolicy(commit_interval)
         self.offsets = OffsetLedger()
@@ -242,6 +245,7 @@ class ConsumeLoop:
             self.health.connected = True
         if self.commit_policy.should_commit(now):
             self.commit(sync=False)
+        self.between_batches()
         return len(good)
 
     def _update_holds(self, held: list[HeldEvent], now: float) -> None:

@@ -647,3 +647,24 @@ def test_rotated_certificate_is_served_to_new_connections(
     while scrape_with_new_ca() != 200:
         assert time.monotonic() < deadline, "the renewed certificate was never served"
         time.sleep(0.2)
+
+
+def test_violations_are_json_and_guarded_by_basic_auth_like_metrics(
+    registry: CollectorRegistry, health: HealthState, tmp_path: Path
+) -> None:
+    web = load_web_config(write_web_config(tmp_path, f"basic_auth_users:\n  prom: '{HASH}'\n"))
+    body = b'{"products": {}}\n'
+    server = MetricsServer(registry, health, "127.0.0.1", 0, web=web, violations=lambda: body)
+    server.start()
+    try:
+        assert get(server.url("/violations"))[0] == 401
+        status, headers, got = get(server.url("/violations"), _basic("prom", PASSWORD))
+        assert (status, headers["Content-Type"], got) == (200, "application/json", body)
+    finally:
+        server.stop()
+    unset = MetricsServer(registry, health, "127.0.0.1", 0)  # no source: not served
+    unset.start()
+    try:
+        assert get(unset.url("/violations"))[0] == 404
+    finally:
+        unset.stop()
