@@ -13,7 +13,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import Any, Final
 
-_READ_MODES: Final = frozenset({"READ", "WRITEREAD"})
+# Tidemark checks on the stream both what producers promised (WRITE: their
+# serializers enforce it, but not every client runs them) and what consumers
+# require (READ). UPGRADE/DOWNGRADE/UPDOWN belong to migrations between versions.
+_CHECK_MODES: Final = frozenset({"WRITE", "READ", "WRITEREAD"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,7 +34,7 @@ class Registered:
 
 
 def why_not(rule: Registered) -> str | None:
-    """Why a registry rule is not evaluated on read, or None when it is."""
+    """Why a registry rule is not evaluated on the stream, or None when it is."""
     if rule.set_aside is not None:
         return rule.set_aside
     if rule.disabled:
@@ -40,8 +43,8 @@ def why_not(rule: Registered) -> str | None:
         return f"kind {rule.kind}: only CONDITION rules are checks (TRANSFORM rules rewrite data)"
     if rule.type not in ("CEL", "CEL_FIELD"):
         return f"type {rule.type}: only CEL and CEL_FIELD conditions are evaluated"
-    if rule.mode not in _READ_MODES:
-        return f"mode {rule.mode}: runs only on {str(rule.mode).lower()}, never when reading"
+    if rule.mode not in _CHECK_MODES:
+        return f"mode {rule.mode}: a migration rule, run only when a client changes versions"
     if not (rule.expr or "").strip():
         return "no expression"
     return None
