@@ -21,6 +21,11 @@ def _parser() -> argparse.ArgumentParser:
 
     run = sub.add_parser("run", help="consume, check contracts and serve /metrics")
     run.add_argument("--config", type=Path, help="YAML file (default: $TIDEMARK_CONFIG)")
+    run.add_argument(
+        "--workers",
+        type=int,
+        help="consumer processes behind one /metrics (default: kafka.workers, 1)",
+    )
 
     validate = sub.add_parser(
         "validate", help="check the config and every contract; non-zero exit on any problem"
@@ -57,7 +62,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         if args.command == "run":
-            return _run(args.config)
+            return _run(args.config, args.workers)
         if args.command == "validate":
             return _validate(args.config)
         if args.command == "compat":
@@ -83,12 +88,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 2
 
 
-def _run(config: Path | None) -> int:
-    from monitor.config import load_settings
+def _run(config: Path | None, workers: int | None = None) -> int:
+    from monitor.config import load_settings, with_workers
     from monitor.logs import configure_logging
     from monitor.runtime.app import run
 
     settings = load_settings(config)
+    if workers is not None:
+        settings = with_workers(settings, workers)
     configure_logging(settings.logging.format, settings.logging.level)
     try:
         return run(settings)

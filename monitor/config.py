@@ -82,6 +82,8 @@ class KafkaConfig(_Model):
     # Where a group with no committed offset starts. "latest" (with the read-back
     # above) suits a monitor: history is not replayed as if it were late data.
     start_from: Literal["latest", "earliest"] = "latest"
+    # Consumer processes in the group behind one /metrics (`run --workers`); 1: no children.
+    workers: int = Field(default=1, ge=1, le=64)
 
     @field_validator("properties")
     @classmethod
@@ -455,3 +457,11 @@ def _resolve_paths(product: dict[str, Any], base: Path) -> None:
     writers = product.get("writer_schemas")
     if isinstance(writers, list):
         product["writer_schemas"] = [str(base / w) if isinstance(w, str) else w for w in writers]
+
+
+def with_workers(settings: Settings, workers: int) -> Settings:
+    """`run --workers N` overrides kafka.workers, validated like the file's value."""
+    if not 1 <= workers <= 64:
+        raise ConfigError(f"--workers: must be between 1 and 64, got {workers}")
+    kafka = settings.kafka.model_copy(update={"workers": workers})
+    return settings.model_copy(update={"kafka": kafka})

@@ -624,6 +624,21 @@ METRICS: tuple[MetricSpec, ...] = (
         process(lambda s: None if s.registry_up is None else float(s.registry_up)),
     ),
     MetricSpec(
+        "tidemark_worker_assigned_partitions",
+        "gauge",
+        ("worker",),
+        "With run --workers N: partitions each running worker process owns (a worker that "
+        "is down or restarting has no series).",
+        process_by(lambda s: sorted((s.workers or {}).items())),
+    ),
+    MetricSpec(
+        "tidemark_worker_restarts",
+        "counter",
+        (),
+        "With run --workers N: worker processes restarted after they exited.",
+        process(lambda s: s.worker_restarts),
+    ),
+    MetricSpec(
         "tidemark_partitions_held",
         "gauge",
         ("product", "topic", "reason"),

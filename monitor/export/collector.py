@@ -160,18 +160,22 @@ class TidemarkCollector(Collector):
             yield _family(spec)
 
     def collect(self) -> Iterator[Metric]:
-        snapshot = self._snapshot(self.clock())
-        for spec in METRICS:
-            family = _family(spec)
-            for labels, value in spec.samples(snapshot):
-                if isinstance(value, Histogram):
-                    family.add_metric(labels, value.cumulative(), value.total)
-                else:
-                    family.add_metric(labels, value)
-            yield family
+        return render(self._snapshot(self.clock()))
 
 
-def build_registry(collector: TidemarkCollector) -> CollectorRegistry:
+def render(snapshot: Snapshot) -> Iterator[Metric]:
+    """Every catalogue family with its samples from one snapshot."""
+    for spec in METRICS:
+        family = _family(spec)
+        for labels, value in spec.samples(snapshot):
+            if isinstance(value, Histogram):
+                family.add_metric(labels, value.cumulative(), value.total)
+            else:
+                family.add_metric(labels, value)
+        yield family
+
+
+def build_registry(collector: Collector) -> CollectorRegistry:
     """A registry of our own: Tidemark's metrics plus the process collector."""
     from prometheus_client import PlatformCollector, ProcessCollector
 

@@ -60,6 +60,10 @@ class ProcessView:
     cached_scrapes: int
     registry_lookups: dict[str, int] | None  # None: no registry configured
     registry_up: bool | None  # None: no registry configured, or not asked yet
+    # `run --workers N` only (None otherwise): partitions each running worker owns,
+    # by worker index, and restarts of exited workers since start.
+    workers: dict[str, int] | None = None
+    worker_restarts: int | None = None
 
 
 @dataclass(slots=True)

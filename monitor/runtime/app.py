@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import signal
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -13,6 +14,7 @@ from typing import Any
 
 import structlog
 from confluent_kafka import Consumer, KafkaException
+from prometheus_client.registry import CollectorRegistry
 
 from monitor.config import ProductConfig, Settings, loggable
 from monitor.contract.decoding import (
@@ -264,10 +266,36 @@ def consumer_conf(settings: Settings) -> dict[str, Any]:
     return conf
 
 
+def build_server(
+    settings: Settings,
+    registry: CollectorRegistry,
+    health: HealthState,
+    violations: Callable[[], bytes] | None = None,
+) -> MetricsServer:
+    """/metrics, /healthz and /readyz (and /violations, given a source) as configured."""
+    server = settings.server
+    return MetricsServer(
+        registry,
+        health,
+        server.bind_address,
+        server.port,
+        limits=Limits(
+            max_connections=server.max_connections,
+            read_timeout=server.read_timeout,
+            write_timeout=server.write_timeout,
+            idle_timeout=server.idle_timeout,
+        ),
+        web=load_web_config(server.web_config_file) if server.web_config_file else None,
+        violations=violations,
+    )
+
+
 class Monitor:
     """One Tidemark instance: consumer loop, lag tracker and HTTP server."""
 
-    def __init__(self, settings: Settings, *, lookup: SchemaLookup | None = None) -> None:
+    def __init__(
+        self, settings: Settings, *, lookup: SchemaLookup | None = None, serve: bool = True
+    ) -> None:
         self.settings = settings
         self._stop_signal: str | None = None
         # Before any client exists: their log lines and errors may echo a secret.
@@ -292,22 +320,16 @@ class Monitor:
             registry_lookups=registry_counts,
             registry_up=(lambda: resolver.registry_up) if resolver is not None else None,
         )
+        self.collector = collector  # a worker (serve=False) hands its snapshots to the parent
         self.registry = build_registry(collector)
-        server = settings.server
-        self.server = MetricsServer(
-            self.registry,
-            self.health,
-            server.bind_address,
-            server.port,
-            limits=Limits(
-                max_connections=server.max_connections,
-                read_timeout=server.read_timeout,
-                write_timeout=server.write_timeout,
-                idle_timeout=server.idle_timeout,
-            ),
-            web=load_web_config(server.web_config_file) if server.web_config_file else None,
-            violations=lambda: violations_json(self.pipeline),
-        )
+        self.server: MetricsServer | None = None
+        if serve:
+            self.server = build_server(
+                settings,
+                self.registry,
+                self.health,
+                violations=lambda: violations_json(self.pipeline),
+            )
         conf = consumer_conf(settings)
         librdkafka_log = LibrdkafkaLogger()
         self.loop: ConsumeLoop  # the client's callbacks reach the loop built just below
@@ -350,7 +372,7 @@ class Monitor:
 
     @property
     def metrics_url(self) -> str:
-        return self.server.url()
+        return self.server.url() if self.server is not None else ""
 
     def stop(self) -> None:
         """Safe from a signal handler: the loop finishes its batch, commits, closes."""
@@ -383,7 +405,8 @@ class Monitor:
 
     def run(self) -> None:
         """Serve and consume until stop(); blocks the calling thread."""
-        self.server.start()
+        if self.server is not None:
+            self.server.start()
         log.info(
             "tidemark_started",
             metrics=self.metrics_url,
@@ -400,7 +423,8 @@ class Monitor:
             for watcher in self.built.watchers.values():
                 watcher.stop(timeout=1.0)
             self.lag.stop()
-            self.server.stop()
+            if self.server is not None:
+                self.server.stop()
             if self.built.resolver is not None:
                 self.built.resolver.close()
             log.info("tidemark_stopped", uptime_seconds=round(time.monotonic() - started, 1))
@@ -408,6 +432,10 @@ class Monitor:
 
 def run(settings: Settings) -> int:
     """`tidemark run`: consume until SIGTERM/SIGINT; returns the exit code."""
+    if settings.kafka.workers > 1:
+        from monitor.runtime.workers import run_workers
+
+        return run_workers(settings)
     monitor = Monitor(settings)
     monitor.install_signal_handlers()
     monitor.run()

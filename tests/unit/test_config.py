@@ -176,3 +176,16 @@ def test_start_up_log_view_masks_secrets_and_url_credentials(config_dir: Path) -
     assert "regpass" not in view
     assert "kafkapass" not in view
     assert "https://***@registry:8081" in view
+
+
+def test_workers_default_to_one_and_the_flag_overrides_the_file(config_dir: Path) -> None:
+    from monitor.config import with_workers
+
+    settings = load_settings(write(config_dir, MINIMAL))
+    assert settings.kafka.workers == 1
+    assert with_workers(settings, 3).kafka.workers == 3
+    with pytest.raises(ConfigError, match="--workers"):
+        with_workers(settings, 0)
+    path = write(config_dir, MINIMAL.replace("kafka:\n", "kafka:\n  workers: 65\n"))
+    with pytest.raises(ConfigError, match="workers"):
+        load_settings(path)
