@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from monitor.config import load_settings, loggable
+from monitor.config import KafkaConfig, load_settings, loggable
 from monitor.durations import parse_duration
 from monitor.errors import ConfigError
 from monitor.runtime.app import build_pipeline
@@ -176,3 +176,10 @@ def test_start_up_log_view_masks_secrets_and_url_credentials(config_dir: Path) -
     assert "regpass" not in view
     assert "kafkapass" not in view
     assert "https://***@registry:8081" in view
+
+
+def test_consumer_ships_with_a_short_fetch_queue_backoff() -> None:
+    """librdkafka's 1 s default stalls fetching on every backlog; the user still wins."""
+    assert KafkaConfig().librdkafka()["fetch.queue.backoff.ms"] == 10
+    own = KafkaConfig(properties={"fetch.queue.backoff.ms": 500})
+    assert own.librdkafka()["fetch.queue.backoff.ms"] == 500
