@@ -19,7 +19,7 @@ from monitor.contract.decoding import (
     RawAvroDecoder,
     SingleObjectDecoder,
 )
-from monitor.contract.eventtime import make_extractor
+from monitor.contract.eventtime import make_extractor, raw_event_time
 from monitor.contract.model import Contract
 from monitor.contract.registry import (
     BackgroundLookups,
@@ -54,8 +54,13 @@ def build_decoder(
     contract: Contract,
     resolver: BackgroundLookups | None,
 ) -> Decoder:
+    # The hot path's records carry the event-time field as its raw epoch long
+    # where that is exact (contract.eventtime.RawEventTime); verdicts are unchanged.
+    raw = raw_event_time(contract, product.event_time)
     if product.encoding == "avro-raw":
-        return RawAvroDecoder(contract, max_payload_bytes=product.max_payload_bytes)
+        return RawAvroDecoder(
+            contract, max_payload_bytes=product.max_payload_bytes, raw_event_time=raw
+        )
     if product.encoding == "avro-single-object":
         writers = [
             _load_contract(product, index, path, f"writer_schemas[{i}]").schema
@@ -66,6 +71,7 @@ def build_decoder(
             writers,
             max_writer_schemas=product.max_writer_schemas,
             max_payload_bytes=product.max_payload_bytes,
+            raw_event_time=raw,
         )
     if resolver is None:  # guarded by Settings validation; kept for type narrowing
         raise ConfigError(
@@ -76,6 +82,7 @@ def build_decoder(
         resolver,
         max_writer_schemas=product.max_writer_schemas,
         max_payload_bytes=product.max_payload_bytes,
+        raw_event_time=raw,
     )
 
 
