@@ -72,7 +72,7 @@ def state(tracker: Any) -> tuple[int, ...]:
     return tuple(getattr(tracker, name) for name in COUNTERS)
 
 
-@pytest.mark.parametrize("small", [256, 2])
+@pytest.mark.parametrize("small", [16384, 2])
 @pytest.mark.parametrize("per_partition", [True, False])
 @settings(max_examples=300, deadline=None)
 @given(ops=OPS)
@@ -113,7 +113,7 @@ def test_many_open_gaps_move_to_a_sorted_container() -> None:
     assert tracker.pending_gaps == sequences._SMALL + 8
 
 
-@pytest.mark.parametrize("small", [256, 0])
+@pytest.mark.parametrize("small", [16384, 0])
 def test_a_repeat_of_a_number_that_shrank_a_gap_is_a_duplicate(small: int) -> None:
     """A gap filled from below keeps its sort key: the numbers under it were received."""
     kept = sequences._SMALL
