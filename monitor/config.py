@@ -63,6 +63,16 @@ class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+# Consumer settings Tidemark ships with; `kafka.properties` overrides any of them.
+# librdkafka's default fetch.queue.backoff.ms (1000 ms) stops fetching for a whole
+# second whenever the local queue is full, which on any backlog caps a consumer
+# that keeps up near 100-150k events/s; 10 ms resumes fetching as soon as the
+# loop has drained a little (measured: bench/throughput.py, README "Performance").
+CONSUMER_DEFAULTS: dict[str, str | int | float | bool] = {
+    "fetch.queue.backoff.ms": 10,
+}
+
+
 class KafkaConfig(_Model):
     """Client settings; anything librdkafka accepts passes through `properties`."""
 
@@ -94,6 +104,7 @@ class KafkaConfig(_Model):
     def librdkafka(self) -> dict[str, Any]:
         """The client configuration, secrets revealed: pass it to librdkafka only."""
         conf: dict[str, Any] = {
+            **CONSUMER_DEFAULTS,
             "bootstrap.servers": self.bootstrap_servers,
             "client.id": self.client_id,
         }

@@ -280,6 +280,7 @@ class ProductPipeline:
             _failed(msg, exc, self.stats.processing_errors, product=self.config.name)
         # Only once the event is counted (or its failure is) may its offset be committed.
         clock.advance_position(offset + 1, now)
+        self.clock.dirty = True
 
     def _count(
         self, msg: Message, clock: PartitionClock, partition: int, offset: int, now: float
@@ -408,6 +409,7 @@ class Pipeline:
     # Replaced whole by the lag tracker's thread, never mutated: topic -> partition -> end.
     high_watermarks: dict[str, dict[int, int]] = field(default_factory=dict)
     manifests: dict[str, ManifestTopic] = field(default_factory=dict)
+    _advanced_hws: dict[str, dict[int, int]] | None = field(default=None, init=False, repr=False)
 
     def __post_init__(self) -> None:
         for product in self.products.values():
@@ -518,12 +520,24 @@ class Pipeline:
         return new
 
     def advance(self, now: float) -> None:
-        """After a batch: let windows close and gaps be declared on the new watermark."""
+        """After a batch: let windows close and gaps be declared on the new watermark.
+
+        Products whose watermark cannot have moved are skipped (completeness only
+        acts on a higher watermark): no event, no assignment change, the same end
+        offsets, and no partition that may have turned idle since the last look.
+        """
+        all_hws = self.high_watermarks
+        new_hws = all_hws is not self._advanced_hws
+        self._advanced_hws = all_hws
         for topic, product in self.products.items():
             if product.completeness is None:
                 continue
-            hws = self.high_watermarks.get(topic, {})
-            product.completeness.advance(product.clock.watermark(now, hws), now)
+            clock = product.clock
+            if not (clock.dirty or new_hws or now >= clock.recheck_at):
+                continue
+            clock.dirty = False
+            product.completeness.advance(clock.watermark(now, all_hws.get(topic, {})), now)
+            clock.recheck_at = clock.next_idle_at(now)
 
     def positions(self) -> Iterable[tuple[str, int, int]]:
         """(topic, partition, next offset) for every partition with progress to commit.

@@ -136,10 +136,17 @@ class ProductClock:
     # Lost partitions, kept until this instance's next assignment (which takes them
     # back or shows another member owns them). Bounded by the topic's partitions.
     orphans: dict[int, Orphan] = field(default_factory=dict)
+    # Why: advance() after every batch need not walk every partition of every product.
+    # The product watermark can only move when a partition changed (dirty: set by
+    # the pipeline per event and here on every assignment change), when the end
+    # offsets changed, or when a quiet partition turns idle (not before recheck_at).
+    dirty: bool = True
+    recheck_at: float = NEG_INF
 
     def assign(
         self, partition: int, now: float, position: int = -1, warm_until: int = -1
     ) -> PartitionClock:
+        self.dirty = True
         clock = PartitionClock(
             self.settings, assigned_at=now, position=position, warm_until=warm_until
         )
@@ -153,6 +160,7 @@ class ProductClock:
 
     def revoke(self, partition: int) -> None:
         """Handed over to another member: forget it, nothing of it is exported."""
+        self.dirty = True
         self.partitions.pop(partition, None)
         self.orphans.pop(partition, None)
         self._forget_watermark_if_empty()
@@ -163,6 +171,7 @@ class ProductClock:
         A partition still settling (no watermark, or a partly read-back one)
         leaves nothing behind: its watermark was not exported either.
         """
+        self.dirty = True
         clock = self.partitions.pop(partition, None)
         if clock is None or not clock.has_watermark or clock.is_settling(high_watermark):
             self._forget_watermark_if_empty()
@@ -179,6 +188,7 @@ class ProductClock:
 
         Returns the partitions whose orphaned state was dropped.
         """
+        self.dirty = True
         dropped = [p for p in self.orphans if p not in assigned]
         for p in dropped:
             del self.orphans[p]
@@ -220,6 +230,18 @@ class ProductClock:
         if current is not None and (self.emitted is None or current > self.emitted):
             self.emitted = current
         return self.emitted
+
+    def next_idle_at(self, now: float) -> float:
+        """The earliest time after `now` at which the passing of time alone may turn a
+        partition idle (and so move the watermark); +inf if none can."""
+        timeout = self.settings.idle_timeout
+        soonest = math.inf
+        for clock in self.partitions.values():
+            quiet_since = max(clock.last_event_at, clock.assigned_at)
+            if now - quiet_since < timeout:  # not idle by time yet: is_idle's own test
+                at = quiet_since + timeout
+                soonest = min(soonest, at if at > now else math.nextafter(now, math.inf))
+        return soonest
 
 
 def product_watermark(partitions: Iterable[tuple[float, bool]]) -> float | None:

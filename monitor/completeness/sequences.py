@@ -4,19 +4,29 @@ Why: a producer that numbers its events lets Tidemark name exactly which events 
 arrived. Memory stays bounded whatever the data does: a gap is one range object (a jump
 of 10**9 costs one allocation), producers live in an LRU of `max_producers`, and pending
 gaps have a global cap. Gaps are declared missing in `advance()`, never in `observe()`.
+A producer's open gaps sit in a sorted list while few, and in a sorted container
+(O(log n) find, insert and remove) once many are open, so an event costs about the same
+with ten open gaps or a hundred thousand.
 """
 
 from __future__ import annotations
 
 import heapq
-from bisect import bisect_left, bisect_right
+from bisect import bisect_left, bisect_right, insort
 from collections import OrderedDict
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from itertools import count
+from typing import TypeAlias
+
+from sortedcontainers import SortedKeyList  # type: ignore[import-untyped]
 
 ProducerKey = tuple[int, str]
 _MISSED_KEPT = 8  # declared-missing ranges remembered per producer, to spot late arrivals
+# Open gaps of one producer kept in a plain list up to here: a list insert or
+# delete moves every later entry (O(n)), yet is cheaper than a sorted container's
+# O(log n) up to some 20,000 entries (measured: +1.4 us at 10k, +8 us at 100k).
+_SMALL = 16384
 
 
 @dataclass(slots=True, eq=False)
@@ -28,10 +38,30 @@ class Gap:
     deadline: float  # upper neighbour's event time + allowed lateness
     owner: Producer
     live: bool = True
+    # lo when the gap was opened: its sort key, which must not change while it is in
+    # a sorted container; lo may rise as the gap fills from below (start <= lo).
+    start: int = -1
 
 
-def _lo(gap: Gap) -> int:
-    return gap.lo
+def _start(gap: Gap) -> int:
+    return gap.start
+
+
+Gaps: TypeAlias = "list[Gap] | SortedKeyList"  # one producer's open gaps, ascending and disjoint
+
+
+def _remove(gaps: Gaps, gap: Gap) -> bool:
+    """Take gap out of gaps; False if it is not there (detached by a restart)."""
+    if isinstance(gaps, list):
+        i = bisect_left(gaps, gap.start, key=_start)
+        if i < len(gaps) and gaps[i] is gap:
+            del gaps[i]
+            return True
+        return False
+    if gap in gaps:
+        gaps.remove(gap)
+        return True
+    return False
 
 
 @dataclass(slots=True, eq=False)
@@ -42,7 +72,7 @@ class Producer:
     high: int
     base: int  # baseline: the first sequence seen; nothing below it is judged
     base_time: float  # its event time, so earlier numbers get the lateness bound too
-    gaps: list[Gap] = field(default_factory=list)  # ascending by lo, disjoint
+    gaps: Gaps | None = None  # made with the first gap
     missed: list[tuple[int, int]] | None = None  # recent ranges declared missing
 
 
@@ -145,11 +175,16 @@ class SequenceTracker:
     def _backward(self, p: Producer, seq: int, event_time: float) -> None:
         gaps = p.gaps
         if gaps:
-            i = bisect_right(gaps, seq, key=_lo) - 1
-            if i >= 0 and gaps[i].hi >= seq:
-                self.out_of_order += 1
-                self._fill(p, i, seq)
-                return
+            if isinstance(gaps, list):
+                i = bisect_right(gaps, seq, key=_start) - 1
+            else:
+                i = gaps.bisect_key_right(seq) - 1
+            if i >= 0:
+                gap: Gap = gaps[i]
+                if gap.lo <= seq <= gap.hi:  # lo, not start: the numbers below lo arrived
+                    self.out_of_order += 1
+                    self._fill(p, gaps, i, gap, seq)
+                    return
         far = p.high - seq > self._restart
         if seq < p.base:
             if far and self._watermark > p.base_time + self._lateness:
@@ -166,30 +201,47 @@ class SequenceTracker:
     def _restart_producer(self, p: Producer, seq: int, event_time: float) -> None:
         """A counter that went far back: a new epoch. Old gaps stay scheduled."""
         self.resets += 1
-        p.gaps = []
+        p.gaps = None
         p.missed = None
         p.high = p.base = seq
         p.base_time = event_time
 
     def _open_gap(self, p: Producer, lo: int, hi: int, event_time: float) -> None:
-        gap = Gap(lo, hi, event_time + self._lateness, p)
-        p.gaps.append(gap)
+        gap = Gap(lo, hi, event_time + self._lateness, p, True, lo)
+        gaps = p.gaps
+        if gaps is None:
+            p.gaps = [gap]
+        elif isinstance(gaps, list) and (not gaps or gaps[-1].start < lo):
+            gaps.append(gap)  # the usual case: above every open gap
+            if len(gaps) > _SMALL:
+                p.gaps = SortedKeyList(gaps, key=_start)
+        elif isinstance(gaps, list):  # below an open gap: only after a restart or reset
+            insort(gaps, gap, key=_start)
+            if len(gaps) > _SMALL:
+                p.gaps = SortedKeyList(gaps, key=_start)
+        else:
+            gaps.add(gap)
         self._push(gap)
 
-    def _fill(self, p: Producer, i: int, seq: int) -> None:
-        gap = p.gaps[i]
+    def _fill(self, p: Producer, gaps: Gaps, i: int, gap: Gap, seq: int) -> None:
+        """Take seq out of gap, which is gaps[i]."""
         if gap.lo == gap.hi:
             gap.live = False
             self._live -= 1
-            del p.gaps[i]
+            del gaps[i]
         elif seq == gap.lo:
-            gap.lo += 1
+            gap.lo += 1  # its start (the sort key) stays: the order is unchanged
         elif seq == gap.hi:
             gap.hi -= 1
         else:
-            upper = Gap(seq + 1, gap.hi, gap.deadline, p)
+            upper = Gap(seq + 1, gap.hi, gap.deadline, p, True, seq + 1)
             gap.hi = seq - 1
-            p.gaps.insert(i + 1, upper)
+            if isinstance(gaps, list):
+                gaps.insert(i + 1, upper)
+                if len(gaps) > _SMALL:
+                    p.gaps = SortedKeyList(gaps, key=_start)
+            else:
+                gaps.add(upper)
             self._push(upper)
 
     def _push(self, gap: Gap) -> None:
@@ -207,9 +259,7 @@ class SequenceTracker:
         self.missing += gap.hi - gap.lo + 1
         owner = gap.owner
         gaps = owner.gaps
-        i = bisect_left(gaps, gap.lo, key=_lo)
-        if i < len(gaps) and gaps[i] is gap:  # not detached by a restart or eviction
-            del gaps[i]
+        if gaps is not None and _remove(gaps, gap):  # not detached by a restart
             missed = owner.missed
             if missed is None:
                 missed = owner.missed = []

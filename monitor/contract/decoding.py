@@ -21,6 +21,7 @@ from fastavro import parse_schema, schemaless_reader
 from fastavro._read_py import read_data as python_read_data
 from fastavro.io.binary_decoder import BinaryDecoder
 
+from monitor.contract.eventtime import RawEventTime
 from monitor.contract.hazards import is_recursive, without_bytes_decimals
 from monitor.contract.model import (
     UNSAFE_PREFIX,
@@ -188,13 +189,15 @@ class _Entry:
     reader_schema: Any  # the contract when resolving a compatible writer, else None
     python: _PythonReader | None  # for payloads over _COMPILED_SAFE_BYTES (recursive)
     refused: Reason  # why, when schema is None
+    raw: RawEventTime | None = None  # set when the event time is decoded as a plain long
 
 
-def _entry(contract: Contract, writer: WriterSchema) -> _Entry:
+def _entry(contract: Contract, writer: WriterSchema, raw: RawEventTime | None = None) -> _Entry:
     if writer.verdict is Verdict.CONFORMING:
         # Same bytes as the contract: decode with the contract itself, which is
-        # fastest (no resolution) and keeps the contract's logical types.
-        schema, reader_schema = contract.parsed, None
+        # fastest (no resolution) and keeps the contract's logical types, except
+        # the event-time field's on the fast path (see RawEventTime).
+        schema, reader_schema = (contract.parsed, None) if raw is None else (raw.schema, None)
     elif writer.verdict is Verdict.COMPATIBLE:
         schema, reader_schema = writer.parsed, contract.parsed
     else:
@@ -206,7 +209,9 @@ def _entry(contract: Contract, writer: WriterSchema) -> _Entry:
         reader_schema = without_bytes_decimals(reader_schema)
     deep = is_recursive(schema) or (reader_schema is not None and is_recursive(reader_schema))
     python = _PythonReader(schema, reader_schema) if deep else None
-    return _Entry(writer, schema, reader_schema, python, Reason.DECODE_ERROR)
+    if writer.verdict is not Verdict.CONFORMING:
+        raw = None
+    return _Entry(writer, schema, reader_schema, python, Reason.DECODE_ERROR, raw)
 
 
 def _decode_body(payload: bytes, offset: int, entry: _Entry) -> tuple[Record, WriterSchema]:
@@ -227,16 +232,25 @@ def _decode_body(payload: bytes, offset: int, entry: _Entry) -> tuple[Record, Wr
         raise InvalidEvent(Reason.DECODE_ERROR) from None
     if fo.tell() != len(payload):  # a garbage payload whose prefix happens to decode
         raise InvalidEvent(Reason.DECODE_ERROR)
+    raw = entry.raw
+    if raw is not None and not raw.check(record):  # what the datetime conversion refused
+        raise InvalidEvent(Reason.DECODE_ERROR)
     return record, entry.writer
 
 
 class RawAvroDecoder:
     """Schemaless Avro written with exactly the contract (no framing, no schema id)."""
 
-    def __init__(self, contract: Contract, *, max_payload_bytes: int = DEFAULT_MAX_PAYLOAD) -> None:
+    def __init__(
+        self,
+        contract: Contract,
+        *,
+        max_payload_bytes: int = DEFAULT_MAX_PAYLOAD,
+        raw_event_time: RawEventTime | None = None,
+    ) -> None:
         writer = WriterSchema("contract", contract.parsed, Verdict.CONFORMING, ())
         self.writers: dict[str, WriterSchema] = {writer.key: writer}
-        self._entry = _entry(contract, writer)
+        self._entry = _entry(contract, writer, raw_event_time)
         self._max_payload = max_payload_bytes
 
     def decode(self, payload: bytes | None) -> tuple[Record, WriterSchema]:
@@ -261,6 +275,7 @@ class SingleObjectDecoder:
         *,
         max_writer_schemas: int = 32,
         max_payload_bytes: int = DEFAULT_MAX_PAYLOAD,
+        raw_event_time: RawEventTime | None = None,
     ) -> None:
         self.writers: dict[str, WriterSchema] = {}
         self._by_fp: dict[bytes, _Entry] = {}
@@ -284,7 +299,7 @@ class SingleObjectDecoder:
                 continue
             verdict, reasons = classify(contract, schema)
             writer = WriterSchema(f"fp:{fp.hex()}", parsed, verdict, reasons)
-            self._by_fp[fp] = _entry(contract, writer)
+            self._by_fp[fp] = _entry(contract, writer, raw_event_time)
             if len(self.writers) < max_writer_schemas:
                 self.writers[writer.key] = writer
 
@@ -318,10 +333,12 @@ class ConfluentDecoder:
         *,
         max_writer_schemas: int = 32,
         max_payload_bytes: int = DEFAULT_MAX_PAYLOAD,
+        raw_event_time: RawEventTime | None = None,
     ) -> None:
         self.writers: dict[str, WriterSchema] = {}
         self.writers_not_listed = 0  # writers decoded but left out of `writers` (full)
         self._contract = contract
+        self._raw = raw_event_time
         self._resolver = resolver
         self._max = max_writer_schemas
         self._max_payload = max_payload_bytes
@@ -378,7 +395,7 @@ class ConfluentDecoder:
             raise InvalidEvent(Reason.UNKNOWN_SCHEMA) from None
         verdict, reasons = classify(self._contract, schema)
         writer = WriterSchema(f"id:{schema_id}", parsed, verdict, reasons)
-        entry = _entry(self._contract, writer)
+        entry = _entry(self._contract, writer, self._raw)
         if len(self._by_id) < self._max:
             self._by_id[schema_id] = entry
             self.writers[writer.key] = writer

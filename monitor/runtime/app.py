@@ -24,7 +24,7 @@ from monitor.contract.decoding import (
     RawAvroDecoder,
     SingleObjectDecoder,
 )
-from monitor.contract.eventtime import make_extractor
+from monitor.contract.eventtime import make_extractor, raw_event_time
 from monitor.contract.model import Contract
 from monitor.contract.registry import (
     BackgroundLookups,
@@ -65,9 +65,19 @@ def build_decoder(
     index: int,
     contract: Contract,
     resolver: BackgroundLookups | None,
+    *,
+    rules: bool = False,
 ) -> Decoder:
+    # The hot path's records carry the event-time field as its raw epoch long
+    # where that is exact (contract.eventtime.RawEventTime); verdicts are unchanged.
+    # Rules see the record as Confluent's executors do, every logical type applied
+    # (a rule may compare the event time with `now`), so a product with rules
+    # decodes it as a timestamp.
+    raw = None if rules else raw_event_time(contract, product.event_time or "")
     if product.encoding == "avro-raw":
-        return RawAvroDecoder(contract, max_payload_bytes=product.max_payload_bytes)
+        return RawAvroDecoder(
+            contract, max_payload_bytes=product.max_payload_bytes, raw_event_time=raw
+        )
     if product.encoding == "avro-single-object":
         writers = [
             _load_contract(product, index, path, f"writer_schemas[{i}]").schema
@@ -78,6 +88,7 @@ def build_decoder(
             writers,
             max_writer_schemas=product.max_writer_schemas,
             max_payload_bytes=product.max_payload_bytes,
+            raw_event_time=raw,
         )
     if resolver is None:  # guarded by Settings validation; kept for type narrowing
         raise ConfigError(
@@ -88,6 +99,7 @@ def build_decoder(
         resolver,
         max_writer_schemas=product.max_writer_schemas,
         max_payload_bytes=product.max_payload_bytes,
+        raw_event_time=raw,
     )
 
 
@@ -118,9 +130,11 @@ class Built:
             index = list(self.setups).index(topic)
             try:
                 extractor = make_extractor(found.contract, product.config.event_time or "")
-                decoder = build_decoder(product.config, index, found.contract, self.resolver)
                 rules = compile_product_rules(
                     index, product.config, found.contract, setup.odcs, found
+                )
+                decoder = build_decoder(
+                    product.config, index, found.contract, self.resolver, rules=rules is not None
                 )
             except (ConfigError, ContractError) as exc:
                 log.error(
@@ -197,7 +211,7 @@ def build_pipeline(settings: Settings, lookup: SchemaLookup | None = None) -> Bu
             extractor = make_extractor(contract, product.event_time or "")
         except ContractError as exc:
             raise ConfigError(f"products[{i}].event_time ({product.name}): {exc}") from None
-        decoder = build_decoder(product, i, contract, resolver)
+        decoder = build_decoder(product, i, contract, resolver, rules=setup.rules is not None)
         products[product.topic] = ProductPipeline.build(
             product,
             decoder,

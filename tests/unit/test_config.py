@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from monitor.config import load_settings, loggable
+from monitor.config import KafkaConfig, load_settings, loggable
 from monitor.durations import parse_duration
 from monitor.errors import ConfigError
 from monitor.runtime.app import build_pipeline
@@ -189,3 +189,10 @@ def test_workers_default_to_one_and_the_flag_overrides_the_file(config_dir: Path
     path = write(config_dir, MINIMAL.replace("kafka:\n", "kafka:\n  workers: 65\n"))
     with pytest.raises(ConfigError, match="workers"):
         load_settings(path)
+
+
+def test_consumer_ships_with_a_short_fetch_queue_backoff() -> None:
+    """librdkafka's 1 s default stalls fetching on every backlog; the user still wins."""
+    assert KafkaConfig().librdkafka()["fetch.queue.backoff.ms"] == 10
+    own = KafkaConfig(properties={"fetch.queue.backoff.ms": 500})
+    assert own.librdkafka()["fetch.queue.backoff.ms"] == 500
