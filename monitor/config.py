@@ -199,7 +199,9 @@ class CorrectnessObjective(_Model):
     target: float = Field(default=0.999, gt=0.0, lt=1.0)
 
 
-Encoding = Literal["avro-raw", "confluent", "avro-single-object"]
+Encoding = Literal["avro-raw", "confluent", "avro-single-object", "none"]
+# Topic-only mode: no decoding and no contract; the Kafka record timestamp is the event time.
+TOPIC_ONLY: Encoding = "none"
 
 
 class ProductConfig(_Model):
@@ -210,10 +212,11 @@ class ProductConfig(_Model):
     tier: str = "standard"
     description: str = ""
     topic: str
-    contract: Path
     encoding: Encoding
+    # Both required unless encoding is "none" (topic-only: no contract, Kafka timestamp).
+    contract: Path | None = None
     writer_schemas: list[Path] = Field(default_factory=list)
-    event_time: str
+    event_time: str | None = None
     max_out_of_orderness: Seconds = 5.0
     idle_timeout: Seconds = 60.0
     max_future_skew: Seconds = 60.0
@@ -235,6 +238,38 @@ class ProductConfig(_Model):
                 "'_', '.' and '-' (it becomes a metric label)"
             )
         return value
+
+    @property
+    def topic_only(self) -> bool:
+        """No decoding, no contract: only the record's Kafka timestamp is read."""
+        return self.encoding == TOPIC_ONLY
+
+    @model_validator(mode="after")
+    def _contract_unless_topic_only(self) -> ProductConfig:
+        if self.topic_only:
+            if self.contract is not None:
+                raise ValueError(
+                    "encoding 'none' (topic-only) decodes nothing: remove 'contract' or "
+                    "choose the encoding the topic is written in"
+                )
+            if self.event_time not in (None, "kafka-timestamp"):
+                raise ValueError(
+                    "encoding 'none' (topic-only) reads no field: its event time is the "
+                    "Kafka record timestamp ('kafka-timestamp' or leave event_time out)"
+                )
+            if self.completeness is not None and self.completeness.sequence is not None:
+                raise ValueError(
+                    "completeness.sequence reads fields of the event, which encoding 'none' "
+                    "(topic-only) does not decode: use expected-volume completeness"
+                )
+            return self
+        missing = [k for k in ("contract", "event_time") if getattr(self, k) is None]
+        if missing:
+            raise ValueError(
+                f"{' and '.join(missing)} required for encoding {self.encoding!r} "
+                "(only encoding 'none', topic-only mode, needs neither)"
+            )
+        return self
 
     @model_validator(mode="after")
     def _writer_schemas_need_single_object(self) -> ProductConfig:

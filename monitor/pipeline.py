@@ -97,8 +97,8 @@ class ProductPipeline:
     """All per-event state of one data product on this instance."""
 
     config: ProductConfig
-    decoder: Decoder
-    extract_event_time: EventTimeExtractor
+    decoder: Decoder | None  # None: topic-only mode, nothing is decoded
+    extract_event_time: EventTimeExtractor | None  # None: topic-only, the Kafka timestamp
     clock: ProductClock
     completeness: CompletenessTracker | None = None
     producer_of: FieldGetter | None = None
@@ -109,8 +109,8 @@ class ProductPipeline:
     def build(
         cls,
         config: ProductConfig,
-        decoder: Decoder,
-        extractor: EventTimeExtractor,
+        decoder: Decoder | None,
+        extractor: EventTimeExtractor | None,
         stuck_after: float,
     ) -> ProductPipeline:
         settings = ClockSettings(
@@ -176,7 +176,7 @@ class ProductPipeline:
 
     def prefetch(self, msg: Message) -> None:
         """An event that waits behind a held one: start looking up its schema already."""
-        prefetch = getattr(self.decoder, "prefetch", None)
+        prefetch = getattr(self.decoder, "prefetch", None) if self.decoder is not None else None
         if prefetch is not None:
             prefetch(msg.value())
 
@@ -202,10 +202,14 @@ class ProductPipeline:
     def _count(
         self, msg: Message, clock: PartitionClock, partition: int, offset: int, now: float
     ) -> None:
+        decoder, extract = self.decoder, self.extract_event_time
+        if decoder is None or extract is None:
+            self._count_topic_only(msg, clock, partition, now)
+            return
         stats = self.stats
         warm = offset < clock.warm_until
         try:
-            record, writer = self.decoder.decode(msg.value())
+            record, writer = decoder.decode(msg.value())
         except InvalidEvent as invalid:
             if not warm:
                 self._violation(invalid.reason)
@@ -213,7 +217,7 @@ class ProductPipeline:
                     stats.drift[Verdict.INCOMPATIBLE] += 1
             return
         try:
-            event_time = self.extract_event_time(record, msg.timestamp()[1])
+            event_time = extract(record, msg.timestamp()[1])
         except (ValueError, TypeError, OverflowError):
             if not warm:
                 self._violation(Reason.BAD_EVENT_TIME)
@@ -229,6 +233,35 @@ class ProductPipeline:
         stats.conforming += 1
         if writer.verdict is Verdict.COMPATIBLE:
             stats.drift[Verdict.COMPATIBLE] += 1
+        self._observe(clock, partition, event_time, now, record)
+
+    def _count_topic_only(
+        self, msg: Message, clock: PartitionClock, partition: int, now: float
+    ) -> None:
+        """Topic-only mode: the payload is never read; the Kafka timestamp is the event time.
+
+        An event without a timestamp (pre-0.10 message format) is counted in events
+        only: there is no contract for it to break and no time to watermark.
+        """
+        timestamp_ms = msg.timestamp()[1]
+        if (msg.offset() or 0) < clock.warm_until:
+            if timestamp_ms >= 0:
+                clock.warm(timestamp_ms / 1000.0, now)
+            return
+        self.stats.events += 1
+        if timestamp_ms >= 0:
+            self._observe(clock, partition, timestamp_ms / 1000.0, now, None)
+
+    def _observe(
+        self,
+        clock: PartitionClock,
+        partition: int,
+        event_time: float,
+        now: float,
+        record: dict[str, Any] | None,
+    ) -> None:
+        """A counted event with a usable event time: watermark, latency, completeness."""
+        stats = self.stats
         kind = clock.observe(event_time, now)
         if kind == FUTURE:
             stats.future += 1
@@ -247,7 +280,9 @@ class ProductPipeline:
         if self.completeness is not None:
             self.completeness.observe(partition, event_time, *self._producer_sequence(record))
 
-    def _producer_sequence(self, record: dict[str, Any]) -> tuple[str | None, int | None]:
+    def _producer_sequence(self, record: dict[str, Any] | None) -> tuple[str | None, int | None]:
+        if record is None:
+            return None, None
         producer = self.producer_of(record) if self.producer_of else None
         sequence = self.sequence_of(record) if self.sequence_of else None
         return (

@@ -134,7 +134,8 @@ class TidemarkCollector(Collector):
                     )
                 )
             parts.sort(key=lambda v: int(v.partition))
-            writers = [(w.key, str(w.verdict)) for w in product.decoder.writers.values()]
+            decoder = product.decoder
+            writers = [(w.key, str(w.verdict)) for w in decoder.writers.values()] if decoder else []
             views.append(
                 ProductView(
                     config=product.config,

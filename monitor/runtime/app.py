@@ -19,7 +19,7 @@ from monitor.contract.decoding import (
     RawAvroDecoder,
     SingleObjectDecoder,
 )
-from monitor.contract.eventtime import make_extractor
+from monitor.contract.eventtime import EventTimeExtractor, make_extractor
 from monitor.contract.model import Contract
 from monitor.contract.registry import (
     BackgroundLookups,
@@ -79,6 +79,20 @@ def build_decoder(
     )
 
 
+def _decoding(
+    product: ProductConfig, index: int, resolver: BackgroundLookups | None
+) -> tuple[Decoder | None, EventTimeExtractor | None]:
+    """The product's decoder and event-time extractor; (None, None) in topic-only mode."""
+    if product.topic_only or product.contract is None or product.event_time is None:
+        return None, None  # validation guarantees contract and event_time otherwise
+    contract = _load_contract(product, index, product.contract, "contract")
+    try:
+        extractor = make_extractor(contract, product.event_time)
+    except ContractError as exc:
+        raise ConfigError(f"products[{index}].event_time ({product.name}): {exc}") from None
+    return build_decoder(product, index, contract, resolver), extractor
+
+
 @dataclass(slots=True)
 class Built:
     pipeline: Pipeline
@@ -114,12 +128,7 @@ def build_pipeline(settings: Settings, lookup: SchemaLookup | None = None) -> Bu
         )
     products: dict[str, ProductPipeline] = {}
     for i, product in enumerate(settings.products):
-        contract = _load_contract(product, i, product.contract, "contract")
-        try:
-            extractor = make_extractor(contract, product.event_time)
-        except ContractError as exc:
-            raise ConfigError(f"products[{i}].event_time ({product.name}): {exc}") from None
-        decoder = build_decoder(product, i, contract, resolver)
+        decoder, extractor = _decoding(product, i, resolver)
         products[product.topic] = ProductPipeline.build(
             product, decoder, extractor, stuck_after=settings.lag.stuck_after
         )
