@@ -281,6 +281,94 @@ class ProductConfig(_Model):
         return self
 
 
+def _regex(value: str) -> str:
+    try:
+        re.compile(value)
+    except re.error as exc:
+        raise ValueError(f"{value!r} is not a valid regular expression: {exc}") from None
+    return value
+
+
+class OwnerRule(_Model):
+    """Topics matching `pattern` (from the start of the name) belong to `owner`."""
+
+    pattern: str
+    owner: str
+    tier: str | None = None
+
+    _pattern_ok = field_validator("pattern")(_regex)
+
+    @field_validator("owner", "tier")
+    @classmethod
+    def _label_safe(cls, value: str | None) -> str | None:
+        if value is not None and not _NAME.match(value):
+            raise ValueError(f"{value!r} must use only letters, digits, '_', '.' and '-'")
+        return value
+
+
+class DiscoverDefaults(_Model):
+    """Settings of every discovered product unless an owner rule or the registry says more."""
+
+    owner: str = "unowned"
+    tier: str = "standard"
+    max_out_of_orderness: Seconds = 5.0
+    idle_timeout: Seconds = 60.0
+    max_future_skew: Seconds = 60.0
+    freshness: FreshnessObjective = Field(default_factory=FreshnessObjective)
+    conformance: ConformanceObjective = Field(default_factory=ConformanceObjective)
+    completeness: CompletenessConfig | None = None
+
+    @field_validator("owner", "tier")
+    @classmethod
+    def _label_safe(cls, value: str) -> str:
+        if not _NAME.match(value):
+            raise ValueError(f"{value!r} must use only letters, digits, '_', '.' and '-'")
+        return value
+
+    @field_validator("completeness")
+    @classmethod
+    def _volume_only(cls, value: CompletenessConfig | None) -> CompletenessConfig | None:
+        if value is not None and (value.sequence is not None or value.manifests is not None):
+            raise ValueError(
+                "discovered products can only use expected-volume completeness "
+                "(sequence fields and manifest products are per-product settings)"
+            )
+        return value
+
+
+# Never monitored by discovery unless a products: block names them: Kafka's internal
+# topics (__consumer_offsets, __transaction_state), Connect/Streams/registry internals.
+INTERNAL_TOPICS = (r"__.*", r"_schemas$", r"_confluent.*", r".*-changelog$", r".*-repartition$")
+
+
+class DiscoverConfig(_Model):
+    """Watch every topic matching `include`, without a products: block per topic."""
+
+    # Regular expressions matched from the start of the topic name; the consumer
+    # subscribes to them as patterns, so topics created later are picked up.
+    include: list[str] = Field(default_factory=lambda: [".*"], min_length=1, max_length=100)
+    exclude: list[str] = Field(default_factory=list, max_length=100)
+    exclude_internal: bool = True
+    defaults: DiscoverDefaults = Field(default_factory=DiscoverDefaults)
+    owners: list[OwnerRule] = Field(default_factory=list, max_length=1000)  # first match wins
+    # Look up <topic>-value (TopicNameStrategy) in schema_registry, when configured.
+    use_registry: bool = True
+    # Event time of a registered contract: the first of these it has as a timestamp
+    # logical type (the subject's tidemark.event_time property comes first); else
+    # the Kafka record timestamp.
+    event_time_fields: list[str] = Field(
+        default_factory=lambda: ["event_time", "occurred_at", "created_at", "timestamp", "ts"],
+        max_length=100,
+    )
+    # Bound on discovered products; topics beyond it are counted and logged once.
+    max_products: int = Field(default=2000, ge=1, le=100_000)
+
+    @field_validator("include", "exclude")
+    @classmethod
+    def _patterns(cls, value: list[str]) -> list[str]:
+        return [_regex(v) for v in value]
+
+
 class Settings(BaseSettings):
     """The whole configuration; env (TIDEMARK_SECTION__KEY) overrides the file."""
 
@@ -293,7 +381,8 @@ class Settings(BaseSettings):
     server: ServerConfig = Field(default_factory=ServerConfig)
     logging: LoggingConfig = Field(default_factory=LoggingConfig)
     lag: LagConfig = Field(default_factory=LagConfig)
-    products: list[ProductConfig] = Field(min_length=1)
+    products: list[ProductConfig] = Field(default_factory=list)
+    discover: DiscoverConfig | None = None
 
     @classmethod
     def settings_customise_sources(
@@ -322,6 +411,11 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _cross_checks(self) -> Settings:
+        if not self.products and self.discover is None:
+            raise ValueError(
+                "nothing to monitor: add products (one block per topic) or a discover: "
+                "section (every topic matching its patterns)"
+            )
         names: set[str] = set()
         topics: dict[str, str] = {}
         for i, product in enumerate(self.products):

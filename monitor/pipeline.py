@@ -354,8 +354,12 @@ class Pipeline:
     collector, so a scrape always sees whole batches.
     """
 
-    products: dict[str, ProductPipeline]  # by topic
+    products: dict[str, ProductPipeline]  # by topic; replaced whole when one is added
     lock: threading.Lock = field(default_factory=threading.Lock)
+    # Regex subscriptions (librdkafka '^...') of the discover: section, if any.
+    patterns: list[str] = field(default_factory=list)
+    discovered: set[str] = field(default_factory=set)  # topics whose product discovery made
+    left_out: int = 0  # topics discovery matched beyond its max_products
     # Replaced whole by the lag tracker's thread, never mutated: topic -> partition -> end.
     high_watermarks: dict[str, dict[int, int]] = field(default_factory=dict)
     manifests: dict[str, ManifestTopic] = field(default_factory=dict)
@@ -372,6 +376,41 @@ class Pipeline:
     @property
     def topics(self) -> list[str]:
         return [*self.products, *self.manifests]
+
+    @property
+    def subscription(self) -> list[str]:
+        """What the consumer subscribes to: the known topics and the discovery patterns."""
+        return [*self.topics, *self.patterns]
+
+    def add_discovered(self, new: dict[str, ProductPipeline]) -> None:
+        """Products discovery made for newly assigned topics; call under `lock`.
+
+        The dict is replaced, not changed in place, so a reader that took
+        `products` without the lock (the lag thread's topic list) keeps a whole one.
+        """
+        if new:
+            self.products = {**self.products, **new}
+            self.discovered.update(new)
+
+    def forget_discovered(self, assigned: Iterable[tuple[str, int]]) -> list[str]:
+        """Drop discovered products this assignment does not include; call under `lock`.
+
+        With the eager protocol an assignment is this member's whole share: a
+        discovered topic outside it was deleted (or is another member's now), so
+        its series go. Orphans (an outage's last known state) keep theirs.
+        """
+        topics = {topic for topic, _ in assigned}
+        gone = [
+            t
+            for t in self.discovered
+            if t not in topics
+            and not self.products[t].clock.partitions
+            and not self.products[t].clock.orphans
+        ]
+        if gone:
+            self.products = {t: p for t, p in self.products.items() if t not in gone}
+            self.discovered.difference_update(gone)
+        return gone
 
     def assign(
         self,

@@ -8,7 +8,7 @@ function does no string work.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -189,3 +189,22 @@ def _epoch_seconds(value: Any) -> float:
     if not math.isfinite(seconds):
         raise ValueError("event time is not a finite number")
     return seconds
+
+
+def timestamp_field(contract: Contract, candidates: Sequence[str]) -> str | None:
+    """The first candidate path the contract has as a timestamp logical type, else None.
+
+    Used for discovered topics: a field merely named like a time (a plain long, a
+    string) is not trusted to be one; only a declared timestamp-* type is.
+    """
+    for spec in candidates:
+        names = tuple(spec.split("."))
+        if not all(names):
+            continue
+        try:
+            leaf = _deref(_leaf_type(contract, names, spec), {})
+        except ContractError:
+            continue
+        if isinstance(leaf, dict) and leaf.get("logicalType") in _DIVISORS:
+            return spec
+    return None

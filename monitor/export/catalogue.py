@@ -631,6 +631,21 @@ METRICS: tuple[MetricSpec, ...] = (
         process(lambda s: None if s.registry_up is None else float(s.registry_up)),
     ),
     MetricSpec(
+        "tidemark_discovered_products",
+        "gauge",
+        (),
+        "Products the discover: section made for topics without a products: block "
+        "(absent without one).",
+        process(lambda s: s.discovered_products),
+    ),
+    MetricSpec(
+        "tidemark_discovery_left_out_topics",
+        "gauge",
+        (),
+        "Topics discovery matched beyond discover.max_products: not monitored (each logged once).",
+        process(lambda s: s.discovery_left_out),
+    ),
+    MetricSpec(
         "tidemark_partitions_held",
         "gauge",
         ("product", "topic", "reason"),

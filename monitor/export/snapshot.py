@@ -58,6 +58,8 @@ class ProcessView:
     cached_scrapes: int
     registry_lookups: dict[str, int] | None  # None: no registry configured
     registry_up: bool | None  # None: no registry configured, or not asked yet
+    discovered_products: int | None = None  # None: no discover: section
+    discovery_left_out: int | None = None  # topics beyond discover.max_products
 
 
 @dataclass(slots=True)

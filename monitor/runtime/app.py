@@ -27,6 +27,7 @@ from monitor.contract.registry import (
     Lookup,
     SchemaLookup,
 )
+from monitor.discovery import Discoverer, subscription_patterns
 from monitor.errors import ConfigError, ContractError
 from monitor.export.collector import TidemarkCollector, build_registry
 from monitor.export.server import Limits, MetricsServer
@@ -80,12 +81,20 @@ def build_decoder(
 
 
 def _decoding(
-    product: ProductConfig, index: int, resolver: BackgroundLookups | None
+    product: ProductConfig,
+    index: int,
+    resolver: BackgroundLookups | None,
+    contract: Contract | None = None,
 ) -> tuple[Decoder | None, EventTimeExtractor | None]:
-    """The product's decoder and event-time extractor; (None, None) in topic-only mode."""
+    """The product's decoder and event-time extractor; (None, None) in topic-only mode.
+
+    `contract` is given for a discovered product (fetched from the registry);
+    otherwise it is loaded from the product's contract file.
+    """
     if product.topic_only or product.contract is None or product.event_time is None:
         return None, None  # validation guarantees contract and event_time otherwise
-    contract = _load_contract(product, index, product.contract, "contract")
+    if contract is None:
+        contract = _load_contract(product, index, product.contract, "contract")
     try:
         extractor = make_extractor(contract, product.event_time)
     except ContractError as exc:
@@ -93,11 +102,63 @@ def _decoding(
     return build_decoder(product, index, contract, resolver), extractor
 
 
+class Discovery:
+    """Builds products for assigned topics nobody configured: the loop's `discover` hook."""
+
+    def __init__(
+        self,
+        discoverer: Discoverer,
+        pipeline: Pipeline,
+        resolver: BackgroundLookups | None,
+        stuck_after: float,
+    ) -> None:
+        self.discoverer = discoverer
+        self.pipeline = pipeline
+        self.resolver = resolver
+        self.stuck_after = stuck_after
+
+    def __call__(self, topics: set[str]) -> dict[str, ProductPipeline]:
+        """Products for the topics in `topics` that discovery wants and has room for."""
+        pipeline, discoverer = self.pipeline, self.discoverer
+        new: dict[str, ProductPipeline] = {}
+        for topic in sorted(topics):
+            if topic in pipeline.products or topic in pipeline.manifests:
+                continue
+            if not discoverer.wanted(topic):
+                continue
+            if not discoverer.admit(topic, len(pipeline.discovered) + len(new)):
+                pipeline.left_out = len(discoverer.left_out)
+                continue
+            try:
+                planned = discoverer.plan(topic)
+                decoder, extractor = _decoding(planned.config, 0, self.resolver, planned.contract)
+            except (ValueError, ConfigError, ContractError) as exc:
+                # A registered contract Tidemark cannot use (e.g. a bad event-time
+                # property): watch the topic rather than nothing, and say why.
+                log.warning("discovered_contract_unusable", topic=topic, error=str(exc))
+                planned = discoverer.plan_topic_only(topic)
+                decoder, extractor = None, None
+            new[topic] = ProductPipeline.build(
+                planned.config, decoder, extractor, stuck_after=self.stuck_after
+            )
+            log.info(
+                "product_discovered",
+                topic=topic,
+                product=planned.config.name,
+                owner=planned.config.owner,
+                mode="contract" if planned.contract is not None else "topic-only",
+                subject=planned.subject,
+                event_time=planned.config.event_time,
+            )
+        return new
+
+
 @dataclass(slots=True)
 class Built:
     pipeline: Pipeline
     lookup: ConfluentRegistryLookup | None
     resolver: BackgroundLookups | None  # look-ups off the poll loop; close() when done
+    discovery: Discovery | None = None
 
     def hold_reason(self, schema_id: int) -> HoldReason | None:
         """Why a partition held on `schema_id` must still wait; None once answered."""
@@ -132,7 +193,19 @@ def build_pipeline(settings: Settings, lookup: SchemaLookup | None = None) -> Bu
         products[product.topic] = ProductPipeline.build(
             product, decoder, extractor, stuck_after=settings.lag.stuck_after
         )
-    return Built(Pipeline(products), registry_lookup, resolver)
+    pipeline = Pipeline(products)
+    discovery = None
+    if settings.discover is not None:
+        discoverer = Discoverer(
+            settings.discover,
+            explicit=set(pipeline.products),
+            control_topics=set(pipeline.manifests),
+            registry=registry_lookup.client if registry_lookup is not None else None,
+            registry_describe=registry_lookup._cause if registry_lookup is not None else None,
+        )
+        pipeline.patterns = subscription_patterns(settings.discover)
+        discovery = Discovery(discoverer, pipeline, resolver, settings.lag.stuck_after)
+    return Built(pipeline, registry_lookup, resolver, discovery)
 
 
 def consumer_conf(settings: Settings) -> dict[str, Any]:
@@ -221,6 +294,7 @@ class Monitor:
             hold_check=built.hold_reason,
             partition_count=self.lag.partition_count,
             on_stopping=self._announce_stop,
+            discover=built.discovery,
         )
 
     @property
