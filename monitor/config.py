@@ -362,6 +362,16 @@ class DiscoverConfig(_Model):
     )
     # Bound on discovered products; topics beyond it are counted and logged once.
     max_products: int = Field(default=2000, ge=1, le=100_000)
+    # How soon a new (or deleted) topic is noticed: librdkafka re-reads the cluster's
+    # topics this often (topic.metadata.refresh.interval.ms, 5 min by default).
+    refresh_interval: Seconds = 30.0
+
+    @field_validator("refresh_interval")
+    @classmethod
+    def _refresh_positive(cls, value: float) -> float:
+        if not 0.1 <= value <= 3600:
+            raise ValueError("must be between 0.1 s and 1 h")
+        return value
 
     @field_validator("include", "exclude")
     @classmethod

@@ -407,10 +407,15 @@ class Pipeline:
             and not self.products[t].clock.partitions
             and not self.products[t].clock.orphans
         ]
+        self.forget_topics(gone)
+        return gone
+
+    def forget_topics(self, topics: Collection[str]) -> None:
+        """Drop these discovered products and their series; call under `lock`."""
+        gone = {t for t in topics if t in self.discovered}
         if gone:
             self.products = {t: p for t, p in self.products.items() if t not in gone}
             self.discovered.difference_update(gone)
-        return gone
 
     def assign(
         self,

@@ -219,6 +219,10 @@ def consumer_conf(settings: Settings) -> dict[str, Any]:
             "auto.offset.reset": "earliest",
         }
     )
+    if settings.discover is not None:
+        # Pattern subscriptions see new and deleted topics only on a metadata refresh.
+        refresh_ms = int(settings.discover.refresh_interval * 1000)
+        conf.setdefault("topic.metadata.refresh.interval.ms", refresh_ms)
     return conf
 
 
@@ -275,6 +279,10 @@ class Monitor:
                 self.health,
                 settings.lag.refresh_interval,
                 logger=librdkafka_log,
+                # Discovery: a deleted topic's series go within a refresh or two.
+                counts_max_age=(
+                    settings.discover.refresh_interval if settings.discover is not None else 60.0
+                ),
             )
         except (KafkaException, ValueError, TypeError) as exc:
             # librdkafka quotes rejected values ("Invalid value ... for ...").

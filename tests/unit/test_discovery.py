@@ -149,3 +149,21 @@ def test_without_discover_the_discovery_metrics_are_absent() -> None:
     series = scrape(build_pipeline(settings).pipeline, NOW)
     assert "tidemark_discovered_products" not in series
     assert {m.name for m in METRICS} >= {"tidemark_discovered_products"}
+
+
+def test_the_lag_probe_forgets_topics_missing_from_two_metadata_answers_in_a_row() -> None:
+    from monitor.runtime.health import HealthState
+    from monitor.runtime.lag import LagTracker
+
+    pipeline = built()
+    tracker = LagTracker(
+        {"bootstrap.servers": "127.0.0.1:1"}, pipeline, HealthState(liveness_limit=60), 1.0
+    )
+    try:
+        tracker._forget_deleted({"clicks"})
+        assert sorted(pipeline.products) == ["clicks", "views"]  # once is not proof
+        tracker._forget_deleted({"clicks"})
+        assert sorted(pipeline.products) == ["clicks"]
+        assert pipeline.discovered == {"clicks"}
+    finally:
+        tracker.stop()
