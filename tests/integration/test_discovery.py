@@ -143,3 +143,55 @@ def test_a_deleted_topics_series_disappear(
     s = wait_for(proc.metrics_url, lambda s: not _series_of(s, gone), timeout=45)
     assert _series_of(s, keep)
     assert s.value("tidemark_discovered_products") == 1
+
+
+def test_discover_command_prints_a_config_that_runs_as_it_is(
+    mock_only: Broker, registry: RegistryServer, tmp_path: Path
+) -> None:
+    import io
+
+    from monitor.config import load_settings
+    from monitor.discover_cli import discover_command
+    from monitor.runtime.app import build_pipeline
+
+    broker = mock_only
+    prefix = f"c{uuid.uuid4().hex[:8]}"
+    plain = _topic(broker, f"{prefix}.plain")
+    orders = _topic(broker, f"{prefix}.orders")
+    registry.register(f"{orders}-value", json.dumps(ORDERS))
+    settings = tmp_path / "in.yaml"
+    settings.write_text(
+        yaml.safe_dump(
+            {
+                "kafka": {"bootstrap_servers": broker.bootstrap},
+                "discover": {
+                    "include": [prefix.replace(".", "\\.") + "\\."],
+                    "owners": [{"pattern": ".*orders", "owner": "team-orders"}],
+                },
+            }
+        )
+    )
+    out = io.StringIO()
+    contracts = tmp_path / "contracts"
+    assert discover_command(None, registry.url, settings, contracts, out=out) == 0
+    text = out.getvalue()
+    assert "1 with a registered contract, 1 topic-only" in text
+    products = {p["topic"]: p for p in yaml.safe_load(text)["products"]}
+    assert products[plain] == {
+        "name": plain,
+        "owner": "unowned",
+        "tier": "standard",
+        "topic": plain,
+        "encoding": "none",
+    }
+    # ORDERS declares occurred_at as timestamp-millis: the first candidate it has.
+    assert products[orders]["encoding"] == "confluent"
+    assert products[orders]["event_time"] == "occurred_at"
+    assert products[orders]["owner"] == "team-orders"
+    assert (contracts / f"{orders}.avsc").is_file()
+    # Pinned as printed, the config loads and builds.
+    pinned = tmp_path / "pinned.yaml"
+    pinned.write_text(text)
+    built = build_pipeline(load_settings(pinned))
+    assert sorted(built.pipeline.products) == sorted([plain, orders])
+    assert built.pipeline.products[orders].decoder is not None
