@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -94,6 +95,11 @@ class Discoverer:
         self._exclude = [re.compile(p) for p in excludes]
         self._owners = [(re.compile(r.pattern), r) for r in config.owners]
         self.left_out: set[str] = set()  # topics beyond max_products, each logged once
+        # After the registry failed to answer, topics are planned topic-only without
+        # asking until this time: look-ups run in the rebalance callback, and 1,000
+        # topics each waiting out the client's retries would stall the assignment.
+        self.registry_skip_until = 0.0
+        self.registry_retry_after = 30.0
 
     def wanted(self, topic: str) -> bool:
         """Whether discovery should make `topic` a product (explicit ones are not its)."""
@@ -157,12 +163,14 @@ class Discoverer:
         return self._settle(topic, None)
 
     def _registered(self, topic: str) -> SubjectContract | None:
-        if self.registry is None:
+        if self.registry is None or time.monotonic() < self.registry_skip_until:
             return None
         subject = f"{topic}-value"
         try:
             return SubjectSource(self.registry, subject, "latest", describe=self._describe).fetch()
         except SubjectError as exc:
+            if exc.kind == "unavailable":
+                self.registry_skip_until = time.monotonic() + self.registry_retry_after
             if exc.kind != "not_found":
                 # Unusable (not Avro, references, unreachable): watched topic-only, said once.
                 log.warning(

@@ -203,6 +203,7 @@ def build_pipeline(settings: Settings, lookup: SchemaLookup | None = None) -> Bu
             registry=registry_lookup.client if registry_lookup is not None else None,
             registry_describe=registry_lookup._cause if registry_lookup is not None else None,
         )
+        discoverer.registry_retry_after = retry_after
         pipeline.patterns = subscription_patterns(settings.discover)
         discovery = Discovery(discoverer, pipeline, resolver, settings.lag.stuck_after)
     return Built(pipeline, registry_lookup, resolver, discovery)

@@ -195,3 +195,18 @@ def test_discover_command_prints_a_config_that_runs_as_it_is(
     built = build_pipeline(load_settings(pinned))
     assert sorted(built.pipeline.products) == sorted([plain, orders])
     assert built.pipeline.products[orders].decoder is not None
+
+
+def test_an_unreachable_registry_is_asked_once_not_once_per_topic(registry: RegistryServer) -> None:
+    from monitor.config import DiscoverConfig
+    from monitor.contract.registry import ConfluentRegistryLookup
+    from monitor.discovery import Discoverer
+
+    lookup = ConfluentRegistryLookup({"url": registry.url, "max.retries": 0})
+    discoverer = Discoverer(DiscoverConfig(), registry=lookup.client)
+    registry.fail_with(503)
+    started = time.monotonic()
+    planned = [discoverer.plan(f"t{i}") for i in range(50)]
+    assert all(p.contract is None for p in planned)  # watched topic-only meanwhile
+    assert registry.count("GET", "/subjects/") == 1
+    assert time.monotonic() - started < 10
