@@ -60,6 +60,9 @@ def main() -> int:
     parser.add_argument("--topics", type=int, default=1000)
     parser.add_argument("--partitions", type=int, default=4)
     parser.add_argument("--timeout", type=float, default=300.0)
+    parser.add_argument(
+        "--no-partition-series", action="store_true", help="product-level series only"
+    )
     args = parser.parse_args()
     configure_logging("json", "warning")
     prefix = f"bench{uuid.uuid4().hex[:6]}"
@@ -89,7 +92,11 @@ def main() -> int:
             },
             server={"bind_address": "127.0.0.1", "port": 0},
             logging={"format": "json", "level": "warning"},
-            discover={"include": [prefix + "\\."], "max_products": args.topics + 10},
+            discover={
+                "include": [prefix + "\\."],
+                "max_products": args.topics + 10,
+                "defaults": {"partition_series": not args.no_partition_series},
+            },
         )
         started = time.monotonic()
         monitor = Monitor(settings)

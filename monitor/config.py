@@ -228,6 +228,8 @@ class ProductConfig(_Model):
     conformance: ConformanceObjective = Field(default_factory=ConformanceObjective)
     correctness: CorrectnessObjective = Field(default_factory=CorrectnessObjective)
     completeness: CompletenessConfig | None = None
+    # False: product-level series only (large topics, many discovered products).
+    partition_series: bool = True
 
     @field_validator("name", "tier", "owner")
     @classmethod
@@ -317,6 +319,7 @@ class DiscoverDefaults(_Model):
     freshness: FreshnessObjective = Field(default_factory=FreshnessObjective)
     conformance: ConformanceObjective = Field(default_factory=ConformanceObjective)
     completeness: CompletenessConfig | None = None
+    partition_series: bool = True
 
     @field_validator("owner", "tier")
     @classmethod

@@ -108,6 +108,8 @@ def partition(value: Callable[[PartitionView], float | None]) -> Source:
 
     def samples(s: Snapshot) -> Iterator[Sample]:
         for v in s.products:
+            if not v.config.partition_series:
+                continue
             for p in v.partitions:
                 x = value(p)
                 if x is not None:

@@ -144,3 +144,13 @@ def test_topic_only_product_is_a_product_pipeline() -> None:
     product = build().products[TOPIC]
     assert isinstance(product, ProductPipeline)
     assert product.extract_event_time is None
+
+
+def test_partition_series_false_keeps_product_level_series_only() -> None:
+    pipeline = build(topic_only(partition_series=False))
+    pipeline.assign(TOPIC, 0, NOW, start=0, warmup_until=0)
+    pipeline.process_batch([Msg(TOPIC, 0, 0, b"", ms(NOW - 1))], NOW)
+    series = scrape(pipeline, NOW)
+    assert not [n for n, s in series.items() for labels, _ in s if "partition" in labels]
+    assert series["tidemark_events_total"][0][1] == 1
+    assert "tidemark_watermark_timestamp_seconds" in series
