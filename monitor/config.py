@@ -230,6 +230,8 @@ class ProductConfig(_Model):
     completeness: CompletenessConfig | None = None
     # False: product-level series only (large topics, many discovered products).
     partition_series: bool = True
+    # A dead-letter topic: any event arriving is worth an alert (TidemarkDeadLetterEvents).
+    dead_letter: bool = False
 
     @field_validator("name", "tier", "owner")
     @classmethod
@@ -363,6 +365,10 @@ class DiscoverConfig(_Model):
         default_factory=lambda: ["event_time", "occurred_at", "created_at", "timestamp", "ts"],
         max_length=100,
     )
+    # Discovered topics matching these are dead-letter topics (dead_letter: true).
+    dead_letter_patterns: list[str] = Field(
+        default_factory=lambda: [r".*[._-](dlq|dead[._-]?letters?)$"], max_length=100
+    )
     # Bound on discovered products; topics beyond it are counted and logged once.
     max_products: int = Field(default=2000, ge=1, le=100_000)
     # How soon a new (or deleted) topic is noticed: librdkafka re-reads the cluster's
@@ -376,7 +382,7 @@ class DiscoverConfig(_Model):
             raise ValueError("must be between 0.1 s and 1 h")
         return value
 
-    @field_validator("include", "exclude")
+    @field_validator("include", "exclude", "dead_letter_patterns")
     @classmethod
     def _patterns(cls, value: list[str]) -> list[str]:
         return [_regex(v) for v in value]

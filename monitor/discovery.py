@@ -94,6 +94,7 @@ class Discoverer:
         excludes = [*config.exclude, *(INTERNAL_TOPICS if config.exclude_internal else ())]
         self._exclude = [re.compile(p) for p in excludes]
         self._owners = [(re.compile(r.pattern), r) for r in config.owners]
+        self._dead_letter = [re.compile(p) for p in config.dead_letter_patterns]
         self.left_out: set[str] = set()  # topics beyond max_products, each logged once
         # After the registry failed to answer, topics are planned topic-only without
         # asking until this time: look-ups run in the rebalance callback, and 1,000
@@ -131,6 +132,8 @@ class Discoverer:
         defaults = self.config.defaults.model_dump(exclude_none=True)
         rule = next((r for pattern, r in self._owners if pattern.match(topic)), None)
         explicit: dict[str, Any] = {"name": product_name(topic), "topic": topic}
+        if any(p.match(topic) for p in self._dead_letter):
+            explicit["dead_letter"] = True
         if rule is not None:
             explicit["owner"] = rule.owner
             if rule.tier is not None:

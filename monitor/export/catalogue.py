@@ -633,6 +633,14 @@ METRICS: tuple[MetricSpec, ...] = (
         process(lambda s: None if s.registry_up is None else float(s.registry_up)),
     ),
     MetricSpec(
+        "tidemark_dead_letter_topic_info",
+        "gauge",
+        P,
+        "1 for products that are dead-letter topics (dead_letter: true, or a discovered "
+        "topic matching discover.dead_letter_patterns); absent for the others.",
+        product(lambda v: 1 if v.config.dead_letter else None),
+    ),
+    MetricSpec(
         "tidemark_discovered_products",
         "gauge",
         (),

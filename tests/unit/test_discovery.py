@@ -167,3 +167,16 @@ def test_the_lag_probe_forgets_topics_missing_from_two_metadata_answers_in_a_row
         assert pipeline.discovered == {"clicks"}
     finally:
         tracker.stop()
+
+
+def test_dead_letter_topics_are_marked_by_pattern() -> None:
+    d = discoverer()
+    assert d.plan("shop.orders.dlq").config.dead_letter
+    assert d.plan("shop.orders-dead-letter").config.dead_letter
+    assert not d.plan("shop.orders").config.dead_letter
+    settings = Settings(discover={})
+    b = build_pipeline(settings)
+    assert b.discovery is not None
+    b.pipeline.add_discovered(b.discovery({"a.dlq", "a"}))
+    info = scrape(b.pipeline, NOW)["tidemark_dead_letter_topic_info"]
+    assert info == [({"product": "a.dlq", "topic": "a.dlq"}, 1.0)]
