@@ -218,6 +218,17 @@ def oncall() -> dict[str, Any]:
                                 "offset of the last ones.")
     b.add("timeseries", "Tidemark consumer lag (messages)", [_target(
         f"tidemark:consumer_lag_messages:sum{{{P}}}", "{{product}}")])
+    # TidemarkTopicStopped: the newest event of each topic, against its threshold.
+    b.add("timeseries", "Time since the topic's newest event vs threshold", [
+        _target(f"min by (product, topic) (tidemark_partition_last_event_age_seconds{{{P}}})",
+                "{{topic}}"),
+        _target(f'tidemark:slo_threshold_seconds:max{{{P}, sli="freshness"}}',
+                "{{product}} threshold", ref="B")], unit="s")
+    # TidemarkDeadLetterEvents: events arriving on dead-letter topics.
+    b.add("timeseries", "Dead-letter topics: events/s", [_target(
+        f"sum by (product, topic) (rate(tidemark_events_total{{{P}}}[{RATE}]))\n"
+        f"and on (product, topic) max by (product, topic) "
+        f"(tidemark_dead_letter_topic_info{{{P}}})", "{{topic}}")], unit="ops")
     b.add("timeseries", "Partitions waiting for a schema look-up (registry_unreachable pages)", [
         _target(f"sum by (product, reason) (tidemark_partitions_held{{{P}}})",
                 "{{product}} {{reason}}")])

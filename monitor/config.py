@@ -216,7 +216,9 @@ class CorrectnessObjective(_Model):
     target: float = Field(default=0.999, gt=0.0, lt=1.0)
 
 
-Encoding = Literal["avro-raw", "confluent", "avro-single-object"]
+Encoding = Literal["avro-raw", "confluent", "avro-single-object", "none"]
+# Topic-only mode: no decoding and no contract; the Kafka record timestamp is the event time.
+TOPIC_ONLY: Encoding = "none"
 
 
 class SubjectRef(_Model):
@@ -246,9 +248,11 @@ class ProductConfig(_Model):
     tier: str = "standard"
     description: str = ""
     topic: str
-    contract: Path | SubjectRef
-    odcs: Path | None = None
     encoding: Encoding
+    # A file or a registry subject; required unless encoding is "none" (topic-only:
+    # no contract, the Kafka timestamp as event time).
+    contract: Path | SubjectRef | None = None
+    odcs: Path | None = None
     writer_schemas: list[Path] = Field(default_factory=list)
     event_time: str | None = None
     rules: RuleList = Field(default_factory=list)
@@ -264,6 +268,10 @@ class ProductConfig(_Model):
     conformance: ConformanceObjective = Field(default_factory=ConformanceObjective)
     correctness: CorrectnessObjective = Field(default_factory=CorrectnessObjective)
     completeness: CompletenessConfig | None = None
+    # False: product-level series only (large topics, many discovered products).
+    partition_series: bool = True
+    # A dead-letter topic: any event arriving is worth an alert (TidemarkDeadLetterEvents).
+    dead_letter: bool = False
 
     @field_validator("name", "tier", "owner")
     @classmethod
@@ -274,6 +282,47 @@ class ProductConfig(_Model):
                 "'_', '.' and '-' (it becomes a metric label)"
             )
         return value
+
+    @property
+    def topic_only(self) -> bool:
+        """No decoding, no contract: only the record's Kafka timestamp is read."""
+        return self.encoding == TOPIC_ONLY
+
+    @model_validator(mode="after")
+    def _contract_unless_topic_only(self) -> ProductConfig:
+        if self.topic_only:
+            if self.contract is not None:
+                raise ValueError(
+                    "encoding 'none' (topic-only) decodes nothing: remove 'contract' or "
+                    "choose the encoding the topic is written in"
+                )
+            if self.event_time not in (None, "kafka-timestamp"):
+                raise ValueError(
+                    "encoding 'none' (topic-only) reads no field: its event time is the "
+                    "Kafka record timestamp ('kafka-timestamp' or leave event_time out)"
+                )
+            if self.completeness is not None and self.completeness.sequence is not None:
+                raise ValueError(
+                    "completeness.sequence reads fields of the event, which encoding 'none' "
+                    "(topic-only) does not decode: use expected-volume completeness"
+                )
+            if self.rules or self.odcs is not None:
+                raise ValueError(
+                    "rules and odcs check decoded fields, which encoding 'none' (topic-only) "
+                    "does not decode: choose the encoding the topic is written in"
+                )
+            if self.owner is None:
+                raise ValidationError.from_exception_data(
+                    "ProductConfig",
+                    [InitErrorDetails(type="missing", loc=("owner",), input=None)],
+                )
+            return self
+        if self.contract is None:
+            raise ValueError(
+                f"contract required for encoding {self.encoding!r} "
+                "(only encoding 'none', topic-only mode, needs none)"
+            )
+        return self
 
     @model_validator(mode="after")
     def _owner_and_event_time_known(self) -> ProductConfig:
@@ -297,6 +346,109 @@ class ProductConfig(_Model):
         return self
 
 
+def _regex(value: str) -> str:
+    try:
+        re.compile(value)
+    except re.error as exc:
+        raise ValueError(f"{value!r} is not a valid regular expression: {exc}") from None
+    return value
+
+
+class OwnerRule(_Model):
+    """Topics matching `pattern` (from the start of the name) belong to `owner`."""
+
+    pattern: str
+    owner: str
+    tier: str | None = None
+
+    _pattern_ok = field_validator("pattern")(_regex)
+
+    @field_validator("owner", "tier")
+    @classmethod
+    def _label_safe(cls, value: str | None) -> str | None:
+        if value is not None and not _NAME.match(value):
+            raise ValueError(f"{value!r} must use only letters, digits, '_', '.' and '-'")
+        return value
+
+
+class DiscoverDefaults(_Model):
+    """Settings of every discovered product unless an owner rule or the registry says more."""
+
+    owner: str = "unowned"
+    tier: str = "standard"
+    max_out_of_orderness: Seconds = 5.0
+    idle_timeout: Seconds = 60.0
+    max_future_skew: Seconds = 60.0
+    freshness: FreshnessObjective = Field(default_factory=FreshnessObjective)
+    conformance: ConformanceObjective = Field(default_factory=ConformanceObjective)
+    completeness: CompletenessConfig | None = None
+    partition_series: bool = True
+
+    @field_validator("owner", "tier")
+    @classmethod
+    def _label_safe(cls, value: str) -> str:
+        if not _NAME.match(value):
+            raise ValueError(f"{value!r} must use only letters, digits, '_', '.' and '-'")
+        return value
+
+    @field_validator("completeness")
+    @classmethod
+    def _volume_only(cls, value: CompletenessConfig | None) -> CompletenessConfig | None:
+        if value is not None and (value.sequence is not None or value.manifests is not None):
+            raise ValueError(
+                "discovered products can only use expected-volume completeness "
+                "(sequence fields and manifest products are per-product settings)"
+            )
+        return value
+
+
+# Never monitored by discovery unless a products: block names them: Kafka's internal
+# topics (__consumer_offsets, __transaction_state), Connect/Streams/registry internals.
+INTERNAL_TOPICS = (r"__.*", r"_schemas$", r"_confluent.*", r".*-changelog$", r".*-repartition$")
+
+
+class DiscoverConfig(_Model):
+    """Watch every topic matching `include`, without a products: block per topic."""
+
+    # Regular expressions matched from the start of the topic name; the consumer
+    # subscribes to them as patterns, so topics created later are picked up.
+    include: list[str] = Field(default_factory=lambda: [".*"], min_length=1, max_length=100)
+    exclude: list[str] = Field(default_factory=list, max_length=100)
+    exclude_internal: bool = True
+    defaults: DiscoverDefaults = Field(default_factory=DiscoverDefaults)
+    owners: list[OwnerRule] = Field(default_factory=list, max_length=1000)  # first match wins
+    # Look up <topic>-value (TopicNameStrategy) in schema_registry, when configured.
+    use_registry: bool = True
+    # Event time of a registered contract: the first of these it has as a timestamp
+    # logical type (the subject's tidemark.event_time property comes first); else
+    # the Kafka record timestamp.
+    event_time_fields: list[str] = Field(
+        default_factory=lambda: ["event_time", "occurred_at", "created_at", "timestamp", "ts"],
+        max_length=100,
+    )
+    # Discovered topics matching these are dead-letter topics (dead_letter: true).
+    dead_letter_patterns: list[str] = Field(
+        default_factory=lambda: [r".*[._-](dlq|dead[._-]?letters?)$"], max_length=100
+    )
+    # Bound on discovered products; topics beyond it are counted and logged once.
+    max_products: int = Field(default=2000, ge=1, le=100_000)
+    # How soon a new (or deleted) topic is noticed: librdkafka re-reads the cluster's
+    # topics this often (topic.metadata.refresh.interval.ms, 5 min by default).
+    refresh_interval: Seconds = 30.0
+
+    @field_validator("refresh_interval")
+    @classmethod
+    def _refresh_positive(cls, value: float) -> float:
+        if not 0.1 <= value <= 3600:
+            raise ValueError("must be between 0.1 s and 1 h")
+        return value
+
+    @field_validator("include", "exclude", "dead_letter_patterns")
+    @classmethod
+    def _patterns(cls, value: list[str]) -> list[str]:
+        return [_regex(v) for v in value]
+
+
 class Settings(BaseSettings):
     """The whole configuration; env (TIDEMARK_SECTION__KEY) overrides the file."""
 
@@ -309,7 +461,8 @@ class Settings(BaseSettings):
     server: ServerConfig = Field(default_factory=ServerConfig)
     logging: LoggingConfig = Field(default_factory=LoggingConfig)
     lag: LagConfig = Field(default_factory=LagConfig)
-    products: list[ProductConfig] = Field(min_length=1)
+    products: list[ProductConfig] = Field(default_factory=list)
+    discover: DiscoverConfig | None = None
 
     @classmethod
     def settings_customise_sources(
@@ -338,6 +491,11 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _cross_checks(self) -> Settings:
+        if not self.products and self.discover is None:
+            raise ValueError(
+                "nothing to monitor: add products (one block per topic) or a discover: "
+                "section (every topic matching its patterns)"
+            )
         names: set[str] = set()
         topics: dict[str, str] = {}
         for i, product in enumerate(self.products):

@@ -123,8 +123,8 @@ class ProductPipeline:
     """All per-event state of one data product on this instance."""
 
     config: ProductConfig
-    decoder: Decoder
-    extract_event_time: EventTimeExtractor
+    decoder: Decoder | None  # None: topic-only mode, nothing is decoded
+    extract_event_time: EventTimeExtractor | None  # None: topic-only, the Kafka timestamp
     clock: ProductClock
     completeness: CompletenessTracker | None = None
     producer_of: FieldGetter | None = None
@@ -141,8 +141,8 @@ class ProductPipeline:
     def build(
         cls,
         config: ProductConfig,
-        decoder: Decoder,
-        extractor: EventTimeExtractor,
+        decoder: Decoder | None,
+        extractor: EventTimeExtractor | None,
         stuck_after: float,
         *,
         rules: CompiledRules | None = None,
@@ -258,7 +258,7 @@ class ProductPipeline:
 
     def prefetch(self, msg: Message) -> None:
         """An event that waits behind a held one: start looking up its schema already."""
-        prefetch = getattr(self.decoder, "prefetch", None)
+        prefetch = getattr(self.decoder, "prefetch", None) if self.decoder is not None else None
         if prefetch is not None:
             prefetch(msg.value())
 
@@ -285,10 +285,14 @@ class ProductPipeline:
     def _count(
         self, msg: Message, clock: PartitionClock, partition: int, offset: int, now: float
     ) -> None:
+        decoder, extract = self.decoder, self.extract_event_time
+        if decoder is None or extract is None:
+            self._count_topic_only(msg, clock, partition, now)
+            return
         stats = self.stats
         warm = offset < clock.warm_until
         try:
-            record, writer = self.decoder.decode(msg.value())
+            record, writer = decoder.decode(msg.value())
         except InvalidEvent as invalid:
             if not warm:
                 self._violation(invalid.reason, msg, partition, offset)
@@ -296,7 +300,7 @@ class ProductPipeline:
                     stats.drift[Verdict.INCOMPATIBLE] += 1
             return
         try:
-            event_time = self.extract_event_time(record, msg.timestamp()[1])
+            event_time = extract(record, msg.timestamp()[1])
         except (ValueError, TypeError, OverflowError):
             if not warm:
                 self._violation(Reason.BAD_EVENT_TIME, msg, partition, offset)
@@ -314,6 +318,35 @@ class ProductPipeline:
             stats.drift[Verdict.COMPATIBLE] += 1
         if self.rules is not None:
             self._check_rules(self.rules, record, msg, partition, offset)
+        self._observe(clock, partition, event_time, now, record)
+
+    def _count_topic_only(
+        self, msg: Message, clock: PartitionClock, partition: int, now: float
+    ) -> None:
+        """Topic-only mode: the payload is never read; the Kafka timestamp is the event time.
+
+        An event without a timestamp (pre-0.10 message format) is counted in events
+        only: there is no contract for it to break and no time to watermark.
+        """
+        timestamp_ms = msg.timestamp()[1]
+        if (msg.offset() or 0) < clock.warm_until:
+            if timestamp_ms >= 0:
+                clock.warm(timestamp_ms / 1000.0, now)
+            return
+        self.stats.events += 1
+        if timestamp_ms >= 0:
+            self._observe(clock, partition, timestamp_ms / 1000.0, now, None)
+
+    def _observe(
+        self,
+        clock: PartitionClock,
+        partition: int,
+        event_time: float,
+        now: float,
+        record: dict[str, Any] | None,
+    ) -> None:
+        """A counted event with a usable event time: watermark, latency, completeness."""
+        stats = self.stats
         kind = clock.observe(event_time, now)
         if kind == FUTURE:
             stats.future += 1
@@ -332,7 +365,9 @@ class ProductPipeline:
         if self.completeness is not None:
             self.completeness.observe(partition, event_time, *self._producer_sequence(record))
 
-    def _producer_sequence(self, record: dict[str, Any]) -> tuple[str | None, int | None]:
+    def _producer_sequence(self, record: dict[str, Any] | None) -> tuple[str | None, int | None]:
+        if record is None:
+            return None, None
         producer = self.producer_of(record) if self.producer_of else None
         sequence = self.sequence_of(record) if self.sequence_of else None
         return (
@@ -404,8 +439,12 @@ class Pipeline:
     collector, so a scrape always sees whole batches.
     """
 
-    products: dict[str, ProductPipeline]  # by topic
+    products: dict[str, ProductPipeline]  # by topic; replaced whole when one is added
     lock: threading.Lock = field(default_factory=threading.Lock)
+    # Regex subscriptions (librdkafka '^...') of the discover: section, if any.
+    patterns: list[str] = field(default_factory=list)
+    discovered: set[str] = field(default_factory=set)  # topics whose product discovery made
+    left_out: int = 0  # topics discovery matched beyond its max_products
     # Replaced whole by the lag tracker's thread, never mutated: topic -> partition -> end.
     high_watermarks: dict[str, dict[int, int]] = field(default_factory=dict)
     manifests: dict[str, ManifestTopic] = field(default_factory=dict)
@@ -423,6 +462,46 @@ class Pipeline:
     @property
     def topics(self) -> list[str]:
         return [*self.products, *self.manifests]
+
+    @property
+    def subscription(self) -> list[str]:
+        """What the consumer subscribes to: the known topics and the discovery patterns."""
+        return [*self.topics, *self.patterns]
+
+    def add_discovered(self, new: dict[str, ProductPipeline]) -> None:
+        """Products discovery made for newly assigned topics; call under `lock`.
+
+        The dict is replaced, not changed in place, so a reader that took
+        `products` without the lock (the lag thread's topic list) keeps a whole one.
+        """
+        if new:
+            self.products = {**self.products, **new}
+            self.discovered.update(new)
+
+    def forget_discovered(self, assigned: Iterable[tuple[str, int]]) -> list[str]:
+        """Drop discovered products this assignment does not include; call under `lock`.
+
+        With the eager protocol an assignment is this member's whole share: a
+        discovered topic outside it was deleted (or is another member's now), so
+        its series go. Orphans (an outage's last known state) keep theirs.
+        """
+        topics = {topic for topic, _ in assigned}
+        gone = [
+            t
+            for t in self.discovered
+            if t not in topics
+            and not self.products[t].clock.partitions
+            and not self.products[t].clock.orphans
+        ]
+        self.forget_topics(gone)
+        return gone
+
+    def forget_topics(self, topics: Collection[str]) -> None:
+        """Drop these discovered products and their series; call under `lock`."""
+        gone = {t for t in topics if t in self.discovered}
+        if gone:
+            self.products = {t: p for t, p in self.products.items() if t not in gone}
+            self.discovered.difference_update(gone)
 
     def assign(
         self,

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import copy
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -318,3 +318,22 @@ def _named_references(schema: Any) -> set[str]:
 
     walk(schema)
     return found
+
+
+def timestamp_field(contract: Contract, candidates: Sequence[str]) -> str | None:
+    """The first candidate path the contract has as a timestamp logical type, else None.
+
+    Used for discovered topics: a field merely named like a time (a plain long, a
+    string) is not trusted to be one; only a declared timestamp-* type is.
+    """
+    for spec in candidates:
+        names = tuple(spec.split("."))
+        if not all(names):
+            continue
+        try:
+            leaf = _deref(_leaf_type(contract, names, spec), {})
+        except ContractError:
+            continue
+        if isinstance(leaf, dict) and leaf.get("logicalType") in _DIVISORS:
+            return spec
+    return None

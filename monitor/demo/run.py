@@ -41,6 +41,8 @@ from monitor.completeness.config import (
 )
 from monitor.completeness.emitter import ManifestEmitter
 from monitor.config import (
+    DiscoverConfig,
+    DiscoverDefaults,
     FreshnessObjective,
     KafkaConfig,
     LagConfig,
@@ -59,6 +61,8 @@ from monitor.logs import configure_logging
 ORDERS_TOPIC = "demo.orders"
 PAYMENTS_TOPIC = "demo.payments"
 MANIFESTS_TOPIC = "demo.manifests"
+# No products: block and no registered subject: discovered, watched topic-only.
+CLICKS_TOPIC = "demo.clicks"
 WINDOW = 10.0  # completeness window of the orders product, seconds
 LOSS_AFTER = 30.0  # from then on the orders producer silently loses some events
 PARTITIONS = 4
@@ -131,6 +135,11 @@ def demo_settings(bootstrap: str, port: int, bind: str) -> Settings:
         server=ServerConfig(bind_address=bind, port=port),
         logging=LoggingConfig(format="console", level="warning"),
         lag=LagConfig(refresh_interval=2.0, stuck_after=30.0),
+        discover=DiscoverConfig(
+            include=[r"demo\."],
+            defaults=DiscoverDefaults(owner="team-web", idle_timeout=15.0),
+            refresh_interval=5.0,
+        ),
         products=[
             ProductConfig(
                 name="orders",
@@ -230,7 +239,8 @@ class DemoProducer:
                     partition = (partition + 1) % PARTITIONS
                 value = self._payment(payments, payments_header, rng, seq["payments"], now)
                 producer.produce(PAYMENTS_TOPIC, value=value, partition=partition)
-                self.produced += 2
+                producer.produce(CLICKS_TOPIC, value=b"click", partition=seq["payments"] % 2)
+                self.produced += 3
             manifests.flush_closed(now)
             producer.poll(0)
             self.stop.wait(tick)
@@ -333,13 +343,14 @@ def run_demo(*, port: int, bind: str, duration: float, summary_interval: float) 
         if cluster.native:  # otherwise topics auto-create with the mock's 4 partitions
             for topic in (ORDERS_TOPIC, PAYMENTS_TOPIC):
                 cluster.create_topic(topic, PARTITIONS)
+            cluster.create_topic(CLICKS_TOPIC, 2)
             cluster.create_topic(MANIFESTS_TOPIC, 1)
         settings = demo_settings(cluster.bootstrap_servers, port, bind)
         registry = SchemaRegistryClient.new_client({"url": settings.schema_registry.url})
         register_orders_contract(registry)  # Tidemark reads its contract from the registry
         monitor = Monitor(settings, lookup=ConfluentRegistryLookup(client=registry))
         producer = DemoProducer(cluster.bootstrap_servers, registry)
-        summary = Summary(monitor.registry, [p.name for p in settings.products])
+        summary = Summary(monitor.registry, [*(p.name for p in settings.products), CLICKS_TOPIC])
         stop = threading.Event()
 
         def summarise_then_stop() -> None:

@@ -57,24 +57,34 @@ class Summary:
                 for labels, v in samples.get("tidemark_partition_idle", [])
                 if labels.get("product") == product and v == 1
             ]
+            checked = any(
+                labels.get("product") == product
+                for labels, _ in samples.get("tidemark_events_conforming_total", [])
+            )
+            conformance = (
+                f"conforming {(100 * conforming / events) if events else 0:5.1f}%"
+                if checked
+                else "topic-only       "  # no contract: nothing to conform to
+            )
             lines.append(
-                f"{product:<10} events {events:>8.0f}  conforming "
-                f"{(100 * conforming / events) if events else 0:5.1f}%  "
+                f"{product:<10} events {events:>8.0f}  {conformance}  "
                 f"fresh {(100 * fresh / latency_n) if latency_n else 0:5.1f}%  "
                 f"late {total('tidemark_late_events_total', product):.0f}  "
                 f"freshness {f'{freshness[0]:.1f} s' if freshness else 'unknown'}  "
                 f"idle partitions {','.join(idle) or '-'}"
             )
-            violations = by("tidemark_contract_violations_total", product, "reason")
-            drift = by("tidemark_schema_drift_events_total", product, "verdict")
-            lines.append(f"{'':<10} violations: {violations}  drift: {drift}")
-            checked = total("tidemark_rule_checked_events_total", product)
             if checked:
+                violations = by("tidemark_contract_violations_total", product, "reason")
+                drift = by("tidemark_schema_drift_events_total", product, "verdict")
+                lines.append(f"{'':<10} violations: {violations}  drift: {drift}")
+            rule_checked = total("tidemark_rule_checked_events_total", product)
+            if rule_checked:
                 correct = total("tidemark_events_correct_total", product)
                 broken = by("tidemark_rule_violations_total", product, "rule")
                 lines.append(
-                    f"{'':<10} correctness {100 * correct / checked:6.2f}% "
-                    f"({correct:.0f}/{checked:.0f} passed every rule), broken rules: {broken}"
+                    f"{'':<10} correctness {100 * correct / rule_checked:6.2f}% "
+                    f"({correct:.0f}/{rule_checked:.0f} passed every rule), "
+                    f"broken rules: {broken}"
                 )
             expected = total("tidemark_completeness_expected_events_total", product)
             if expected:

@@ -83,11 +83,33 @@ def product_by(
     return samples
 
 
+def contract_product(value: Callable[[ProductView], float | None]) -> Source:
+    """Like `product`, for products with a contract: topic-only ones have no such series."""
+    return product(lambda v: None if v.config.topic_only else value(v))
+
+
+def contract_product_by(
+    values: Callable[[ProductView], Iterable[tuple[Sequence[str] | str, float]]],
+) -> Source:
+    """Like `product_by`, skipping topic-only products (nothing decoded, nothing to conform)."""
+
+    def samples(s: Snapshot) -> Iterator[Sample]:
+        for v in s.products:
+            if v.config.topic_only:
+                continue
+            for extra, x in values(v):
+                yield [*v.labels, *([extra] if isinstance(extra, str) else extra)], x
+
+    return samples
+
+
 def partition(value: Callable[[PartitionView], float | None]) -> Source:
     """One series per assigned or orphaned partition, labelled (product, topic, partition)."""
 
     def samples(s: Snapshot) -> Iterator[Sample]:
         for v in s.products:
+            if not v.config.partition_series:
+                continue
             for p in v.partitions:
                 x = value(p)
                 if x is not None:
@@ -154,7 +176,8 @@ def _objectives(s: Snapshot) -> Iterator[Sample]:
     for v in s.products:
         cfg = v.config
         yield [cfg.name, "freshness"], cfg.freshness.target
-        yield [cfg.name, "conformance"], cfg.conformance.target
+        if not cfg.topic_only:
+            yield [cfg.name, "conformance"], cfg.conformance.target
         if v.rules:
             yield [cfg.name, "correctness"], cfg.correctness.target
         if cfg.completeness is not None:
@@ -203,7 +226,7 @@ METRICS: tuple[MetricSpec, ...] = (
         "counter",
         P,
         "Events readable under the contract (writer identical or compatible).",
-        product(lambda v: v.stats.conforming),
+        contract_product(lambda v: v.stats.conforming),
     ),
     MetricSpec(
         "tidemark_rule_checked_events",
@@ -241,7 +264,7 @@ METRICS: tuple[MetricSpec, ...] = (
         "counter",
         (*P, "reason"),
         "Events that break the contract, by reason; with events_conforming sums to events.",
-        product_by(lambda v: ((r.value, v.stats.violations.get(r, 0)) for r in Reason)),
+        contract_product_by(lambda v: ((r.value, v.stats.violations.get(r, 0)) for r in Reason)),
     ),
     MetricSpec(
         "tidemark_processing_errors",
@@ -256,7 +279,7 @@ METRICS: tuple[MetricSpec, ...] = (
         "counter",
         (*P, "verdict"),
         "Events written with a schema other than the contract (verdict=compatible|incompatible).",
-        product_by(lambda v: ((d, v.stats.drift.get(d, 0)) for d in DRIFT_VERDICTS)),
+        contract_product_by(lambda v: ((d, v.stats.drift.get(d, 0)) for d in DRIFT_VERDICTS)),
     ),
     MetricSpec(
         "tidemark_writer_schema_info",
@@ -639,12 +662,37 @@ METRICS: tuple[MetricSpec, ...] = (
         process(lambda s: s.worker_restarts),
     ),
     MetricSpec(
+        "tidemark_dead_letter_topic_info",
+        "gauge",
+        P,
+        "1 for products that are dead-letter topics (dead_letter: true, or a discovered "
+        "topic matching discover.dead_letter_patterns); absent for the others.",
+        product(lambda v: 1 if v.config.dead_letter else None),
+    ),
+    MetricSpec(
+        "tidemark_discovered_products",
+        "gauge",
+        (),
+        "Products the discover: section made for topics without a products: block "
+        "(absent without one).",
+        process(lambda s: s.discovered_products),
+    ),
+    MetricSpec(
+        "tidemark_discovery_left_out_topics",
+        "gauge",
+        (),
+        "Topics discovery matched beyond discover.max_products: not monitored (each logged once).",
+        process(lambda s: s.discovery_left_out),
+    ),
+    MetricSpec(
         "tidemark_partitions_held",
         "gauge",
         ("product", "topic", "reason"),
         "Partitions paused at an event whose writer schema is not known yet, by reason "
         "(schema_lookup|registry_unreachable); their events are counted once it is.",
-        product_by(lambda v: [(r.value, float(v.held.get(r.value, 0))) for r in HoldReason]),
+        contract_product_by(
+            lambda v: [(r.value, float(v.held.get(r.value, 0))) for r in HoldReason]
+        ),
     ),
 )
 

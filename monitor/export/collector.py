@@ -87,6 +87,8 @@ class TidemarkCollector(Collector):
             cached_scrapes=self.cached_scrapes,
             registry_lookups=self.registry_lookups() if self.registry_lookups else None,
             registry_up=self.registry_up() if self.registry_up else None,
+            discovered_products=self._last.process.discovered_products,
+            discovery_left_out=self._last.process.discovery_left_out,
         )
         return replace(self._last, now=now, process=process)
 
@@ -134,7 +136,8 @@ class TidemarkCollector(Collector):
                     )
                 )
             parts.sort(key=lambda v: int(v.partition))
-            writers = [(w.key, str(w.verdict)) for w in product.decoder.writers.values()]
+            decoder = product.decoder
+            writers = [(w.key, str(w.verdict)) for w in decoder.writers.values()] if decoder else []
             views.append(
                 ProductView(
                     config=product.config,
@@ -152,6 +155,9 @@ class TidemarkCollector(Collector):
             )
         # The rest of the process view is filled in per scrape by _snapshot().
         process = ProcessView(self.health.loop.copy(), False, False, False, 0.0, 0, None, None)
+        if self.pipeline.patterns:
+            process.discovered_products = len(self.pipeline.discovered)
+            process.discovery_left_out = self.pipeline.left_out
         return Snapshot(now, views, manifest_errors, process)
 
     def describe(self) -> Iterator[Metric]:

@@ -64,6 +64,8 @@ class ProcessView:
     # by worker index, and restarts of exited workers since start.
     workers: dict[str, int] | None = None
     worker_restarts: int | None = None
+    discovered_products: int | None = None  # None: no discover: section
+    discovery_left_out: int | None = None  # topics beyond discover.max_products
 
 
 @dataclass(slots=True)

@@ -8,7 +8,6 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from pathlib import Path
 from types import FrameType
 from typing import Any
 
@@ -16,7 +15,7 @@ import structlog
 from confluent_kafka import Consumer, KafkaException
 from prometheus_client.registry import CollectorRegistry
 
-from monitor.config import ProductConfig, Settings, loggable
+from monitor.config import ProductConfig, Settings, SubjectRef, loggable
 from monitor.contract.decoding import (
     ConfluentDecoder,
     Decoder,
@@ -24,7 +23,7 @@ from monitor.contract.decoding import (
     RawAvroDecoder,
     SingleObjectDecoder,
 )
-from monitor.contract.eventtime import make_extractor, raw_event_time
+from monitor.contract.eventtime import EventTimeExtractor, make_extractor, raw_event_time
 from monitor.contract.model import Contract
 from monitor.contract.registry import (
     BackgroundLookups,
@@ -33,6 +32,7 @@ from monitor.contract.registry import (
     SchemaLookup,
 )
 from monitor.contract.subject import SubjectContract, SubjectWatcher
+from monitor.discovery import Discoverer, subscription_patterns
 from monitor.errors import ConfigError, ContractError
 from monitor.export.collector import TidemarkCollector, build_registry
 from monitor.export.server import Limits, MetricsServer
@@ -103,6 +103,79 @@ def build_decoder(
     )
 
 
+def _decoding(
+    product: ProductConfig,
+    index: int,
+    resolver: BackgroundLookups | None,
+    contract: Contract | None = None,
+) -> tuple[Decoder | None, EventTimeExtractor | None]:
+    """The product's decoder and event-time extractor; (None, None) in topic-only mode.
+
+    `contract` is given for a discovered product (fetched from the registry);
+    otherwise it is loaded from the product's contract file.
+    """
+    if product.topic_only or product.contract is None or product.event_time is None:
+        return None, None  # validation guarantees contract and event_time otherwise
+    if contract is None:
+        contract = _load_contract(product, index, product.contract, "contract")
+    try:
+        extractor = make_extractor(contract, product.event_time)
+    except ContractError as exc:
+        raise ConfigError(f"products[{index}].event_time ({product.name}): {exc}") from None
+    return build_decoder(product, index, contract, resolver), extractor
+
+
+class Discovery:
+    """Builds products for assigned topics nobody configured: the loop's `discover` hook."""
+
+    def __init__(
+        self,
+        discoverer: Discoverer,
+        pipeline: Pipeline,
+        resolver: BackgroundLookups | None,
+        stuck_after: float,
+    ) -> None:
+        self.discoverer = discoverer
+        self.pipeline = pipeline
+        self.resolver = resolver
+        self.stuck_after = stuck_after
+
+    def __call__(self, topics: set[str]) -> dict[str, ProductPipeline]:
+        """Products for the topics in `topics` that discovery wants and has room for."""
+        pipeline, discoverer = self.pipeline, self.discoverer
+        new: dict[str, ProductPipeline] = {}
+        for topic in sorted(topics):
+            if topic in pipeline.products or topic in pipeline.manifests:
+                continue
+            if not discoverer.wanted(topic):
+                continue
+            if not discoverer.admit(topic, len(pipeline.discovered) + len(new)):
+                pipeline.left_out = len(discoverer.left_out)
+                continue
+            try:
+                planned = discoverer.plan(topic)
+                decoder, extractor = _decoding(planned.config, 0, self.resolver, planned.contract)
+            except (ValueError, ConfigError, ContractError) as exc:
+                # A registered contract Tidemark cannot use (e.g. a bad event-time
+                # property): watch the topic rather than nothing, and say why.
+                log.warning("discovered_contract_unusable", topic=topic, error=str(exc))
+                planned = discoverer.plan_topic_only(topic)
+                decoder, extractor = None, None
+            new[topic] = ProductPipeline.build(
+                planned.config, decoder, extractor, stuck_after=self.stuck_after
+            )
+            log.info(
+                "product_discovered",
+                topic=topic,
+                product=planned.config.name,
+                owner=planned.config.owner,
+                mode="contract" if planned.contract is not None else "topic-only",
+                subject=planned.subject,
+                event_time=planned.config.event_time,
+            )
+        return new
+
+
 @dataclass(slots=True)
 class Built:
     pipeline: Pipeline
@@ -111,6 +184,7 @@ class Built:
     setups: dict[str, ProductSetup] = field(default_factory=dict)  # by topic
     # `latest` subjects, by topic: started by the Monitor, taken between batches.
     watchers: dict[str, SubjectWatcher] = field(default_factory=dict)
+    discovery: Discovery | None = None  # products for topics nobody configured
 
     def take_contracts(self) -> list[tuple[str, SubjectContract]]:
         """Switch products whose subject has a new accepted version; never waits on the network.
@@ -205,34 +279,54 @@ def build_pipeline(settings: Settings, lookup: SchemaLookup | None = None) -> Bu
     setups: dict[str, ProductSetup] = {}
     watchers: dict[str, SubjectWatcher] = {}
     for i, original in enumerate(settings.products):
-        setup = resolve_product(i, original, subjects)
-        product, contract = setup.config, setup.contract
-        try:
-            extractor = make_extractor(contract, product.event_time or "")
-        except ContractError as exc:
-            raise ConfigError(f"products[{i}].event_time ({product.name}): {exc}") from None
-        decoder = build_decoder(product, i, contract, resolver, rules=setup.rules is not None)
+        setup: ProductSetup | None = None
+        if original.topic_only:
+            product = original
+            decoder, extractor = _decoding(product, i, resolver)
+        else:
+            setup = resolve_product(i, original, subjects)
+            product, contract = setup.config, setup.contract
+            try:
+                extractor = make_extractor(contract, product.event_time or "")
+            except ContractError as exc:
+                raise ConfigError(f"products[{i}].event_time ({product.name}): {exc}") from None
+            decoder = build_decoder(product, i, contract, resolver, rules=setup.rules is not None)
         products[product.topic] = ProductPipeline.build(
             product,
             decoder,
             extractor,
             stuck_after=settings.lag.stuck_after,
-            rules=setup.rules,
+            rules=setup.rules if setup is not None else None,
             violations_kept=settings.server.violations_per_product,
-            contract_version=setup.version,
+            contract_version=setup.version if setup is not None else None,
         )
+        if setup is None:
+            continue
         setups[product.topic] = setup
         ref = original.contract
         if (
             setup.source is not None
             and setup.subject is not None
-            and not isinstance(ref, Path)
+            and isinstance(ref, SubjectRef)
             and ref.version == "latest"
         ):
             watchers[product.topic] = SubjectWatcher(
                 setup.source, setup.subject, interval=ref.check_interval
             )
-    return Built(Pipeline(products), registry_lookup, resolver, setups, watchers)
+    pipeline = Pipeline(products)
+    discovery = None
+    if settings.discover is not None:
+        discoverer = Discoverer(
+            settings.discover,
+            explicit=set(pipeline.products),
+            control_topics=set(pipeline.manifests),
+            registry=registry_lookup.client if registry_lookup is not None else None,
+            registry_describe=registry_lookup._cause if registry_lookup is not None else None,
+        )
+        discoverer.registry_retry_after = retry_after
+        pipeline.patterns = subscription_patterns(settings.discover)
+        discovery = Discovery(discoverer, pipeline, resolver, settings.lag.stuck_after)
+    return Built(pipeline, registry_lookup, resolver, setups, watchers, discovery)
 
 
 def violations_json(pipeline: Pipeline) -> bytes:
@@ -277,6 +371,10 @@ def consumer_conf(settings: Settings) -> dict[str, Any]:
             "auto.offset.reset": "earliest",
         }
     )
+    if settings.discover is not None:
+        # Pattern subscriptions see new and deleted topics only on a metadata refresh.
+        refresh_ms = int(settings.discover.refresh_interval * 1000)
+        conf.setdefault("topic.metadata.refresh.interval.ms", refresh_ms)
     return conf
 
 
@@ -362,6 +460,10 @@ class Monitor:
                 self.health,
                 settings.lag.refresh_interval,
                 logger=librdkafka_log,
+                # Discovery: a deleted topic's series go within a refresh or two.
+                counts_max_age=(
+                    settings.discover.refresh_interval if settings.discover is not None else 60.0
+                ),
             )
         except (KafkaException, ValueError, TypeError) as exc:
             # librdkafka quotes rejected values ("Invalid value ... for ...").
@@ -382,6 +484,7 @@ class Monitor:
             partition_count=self.lag.partition_count,
             on_stopping=self._announce_stop,
             between_batches=built.take_contracts,
+            discover=built.discovery,
         )
 
     @property

@@ -43,6 +43,7 @@ class LagTracker:
         interval: float,
         clock: Callable[[], float] = time.time,
         logger: LibrdkafkaLogger | None = None,
+        counts_max_age: float = _COUNTS_MAX_AGE,
     ) -> None:
         conf = {k: v for k, v in kafka_conf.items() if k not in ("group.id", "on_commit")}
         conf["group.id"] = "tidemark-lag-probe"  # required by the client; never joins
@@ -59,6 +60,8 @@ class LagTracker:
         self._counts_at = -math.inf
         self._counts_refreshed = threading.Event()  # replaced by each refresh, after set()
         self._error_log = RepeatLimiter()
+        self._counts_max_age = counts_max_age
+        self._missing: set[str] = set()  # discovered topics absent from the last metadata
 
     def start(self) -> None:
         self._thread.start()
@@ -99,6 +102,7 @@ class LagTracker:
                 log.warning("kafka_unreachable", via="lag_probe", error=exc.args[0].str())
             return False
         self._answered()
+        self._forget_deleted(set(meta.topics))
         self._counts = {
             topic: len(meta.topics[topic].partitions)
             for topic in self._pipeline.topics
@@ -109,9 +113,24 @@ class LagTracker:
         refreshed.set()
         return True
 
+    def _forget_deleted(self, existing: set[str]) -> None:
+        """Drop discovered products whose topic two metadata answers in a row lack.
+
+        The consumer's pattern subscription may keep a deleted topic's partitions
+        for as long as librdkafka's metadata cache does; the cluster's answer says
+        at once that it is gone, so its series go with it. Twice, because one
+        answer from a broker that has not caught up is not proof.
+        """
+        absent = {t for t in self._pipeline.discovered if t not in existing}
+        gone, self._missing = absent & self._missing, absent
+        if gone:
+            with self._pipeline.lock:
+                self._pipeline.forget_topics(gone)
+            log.info("discovered_topics_deleted", topics=sorted(gone)[:20], count=len(gone))
+
     def _counts_stale(self) -> bool:
         missing = len(self._counts) < len(self._pipeline.topics)
-        return missing or time.monotonic() - self._counts_at > _COUNTS_MAX_AGE
+        return missing or time.monotonic() - self._counts_at > self._counts_max_age
 
     def _owned(self) -> list[tuple[str, int]]:
         with self._pipeline.lock:

@@ -18,7 +18,7 @@ import structlog
 from confluent_kafka import OFFSET_INVALID, Consumer, KafkaError, KafkaException, TopicPartition
 
 from monitor.logs import RepeatLimiter
-from monitor.pipeline import HeldEvent, Pipeline
+from monitor.pipeline import HeldEvent, Pipeline, ProductPipeline
 from monitor.runtime.commit import CommitPolicy, OffsetLedger
 from monitor.runtime.health import HealthState
 from monitor.runtime.holds import HoldCheck, PartitionHolds
@@ -47,6 +47,7 @@ class ConsumeLoop:
         clock: Callable[[], float] = time.time,
         hold_check: HoldCheck = lambda schema_id: None,
         between_batches: Callable[[], object] = lambda: None,
+        discover: Callable[[set[str]], dict[str, ProductPipeline]] | None = None,
     ) -> None:
         self.consumer = consumer
         self.pipeline = pipeline
@@ -57,6 +58,8 @@ class ConsumeLoop:
         self.start_from_earliest = start_from_earliest
         self.on_rebalance = on_rebalance
         self.partition_count = partition_count
+        # Builds products for assigned topics nobody configured (the discover: section).
+        self.discover = discover
         self.on_stopping = on_stopping
         self.clock = clock
         # Runs after each batch, outside the lock (e.g. take a new contract version).
@@ -78,6 +81,11 @@ class ConsumeLoop:
         the end (start_from=latest, with the read-back) or the beginning.
         """
         now = self.clock()
+        # Discovered products are built outside the lock (a registry look-up each).
+        discovered = self.discover({tp.topic for tp in partitions}) if self.discover else {}
+        if discovered:
+            with self.pipeline.lock:
+                self.pipeline.add_discovered(discovered)
         try:
             committed = consumer.committed(partitions, timeout=10)
         except KafkaException as exc:
@@ -111,6 +119,9 @@ class ConsumeLoop:
             # Orphans of an earlier loss that this share does not include are another
             # member's now: its series are the true ones, ours would only be stale.
             released = self.pipeline.keep_orphans((tp.topic, tp.partition) for tp in committed)
+            forgotten = self.pipeline.forget_discovered(
+                (tp.topic, tp.partition) for tp in committed
+            )
             self.health.assigned = self.pipeline.owns_partitions()
             self.health.connected = True
             recovered = self.health.kafka.answered(now)  # only a coordinator assigns
@@ -118,6 +129,8 @@ class ConsumeLoop:
             log.info("kafka_reachable", via="assignment")
         if released:
             log.info("orphaned_partitions_released", partitions=len(released))
+        if forgotten:
+            log.info("discovered_products_removed", topics=len(forgotten))
         for tp in starts:
             log.info(
                 "partition_assigned",
@@ -197,12 +210,12 @@ class ConsumeLoop:
     # --- the loop ---------------------------------------------------------------
     def run(self) -> None:
         self.consumer.subscribe(
-            self.pipeline.topics,
+            self.pipeline.subscription,
             on_assign=self._on_assign,
             on_revoke=self._on_revoke,
             on_lost=self._on_lost,
         )
-        log.info("consumer_subscribed", topics=self.pipeline.topics)
+        log.info("consumer_subscribed", topics=self.pipeline.subscription)
         try:
             while not self.stop_requested.is_set():
                 self.poll_once()

@@ -69,6 +69,8 @@ def resolve_product(
             raise ConfigError(f"{where}.contract ({product.name}): {exc}") from None
         contract = subject.contract
     else:
+        if product.contract is None:  # topic-only products are built without a setup
+            raise ConfigError(f"{where}.contract ({product.name}): required for this encoding")
         try:
             contract = Contract.load(product.contract)
         except ContractError as exc:

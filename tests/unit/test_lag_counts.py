@@ -49,6 +49,7 @@ class _Pipeline:
     products: dict[str, Any] = field(default_factory=dict)
     lock: Any = field(default_factory=threading.Lock)
     high_watermarks: dict[str, dict[int, int]] = field(default_factory=dict)
+    discovered: set[str] = field(default_factory=set)
 
 
 def test_counts_are_asked_by_the_lag_thread_only_even_for_a_new_topic() -> None:
