@@ -132,8 +132,22 @@ def test_topic_only_refuses_what_needs_decoding(overrides: dict[str, Any], messa
 
 
 def test_other_encodings_still_need_contract_and_event_time() -> None:
-    with pytest.raises(ValueError, match="contract and event_time required"):
+    with pytest.raises(ValueError, match="contract required for encoding 'avro-raw'"):
         ProductConfig(name="a", owner="o", topic="t", encoding="avro-raw")
+    # A contract file says nothing about event time (a subject or ODCS file could).
+    with pytest.raises(ValueError, match="event_time"):
+        ProductConfig(name="a", owner="o", topic="t", encoding="avro-raw", contract="c.avsc")
+
+
+def test_topic_only_refuses_rules_it_could_not_evaluate() -> None:
+    with pytest.raises(ValueError, match="does not decode"):
+        ProductConfig(
+            name="a",
+            owner="o",
+            topic="t",
+            encoding="none",
+            rules=[{"name": "positive", "cel": "message.amount > 0"}],
+        )
 
 
 def test_kafka_timestamp_event_time_is_accepted_in_topic_only() -> None:
