@@ -1,7 +1,7 @@
 """The discover: section without a broker: which topics, which names, which settings.
 
 Registry-backed planning runs against a real HTTP registry in
-tests/integration/test_discovery.py.
+tests/integration/test_daemon_discovery.py.
 """
 
 from __future__ import annotations
