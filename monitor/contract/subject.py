@@ -151,7 +151,10 @@ class SubjectSource:
             # get_version always asks for "latest"; get_latest_version would cache it forever.
             registered = self.client.get_version(self.subject, wanted)
         except SchemaRegistryError as exc:
-            if exc.http_status_code == 404 and exc.error_code in (40401, 40402):
+            # 40401/40402: subject/version not found; 40400 is what confluent-kafka's own
+            # mock:// registry answers for a missing subject (the demo's registry). A 404
+            # without a registry code stays "unavailable": usually a wrong URL.
+            if exc.http_status_code == 404 and exc.error_code in (40400, 40401, 40402):
                 raise SubjectError(
                     self.subject, wanted, "not_found", f"not in the schema registry: {exc}"
                 ) from None

@@ -73,3 +73,19 @@ def test_the_watch_interval_must_be_positive() -> None:
     source = SubjectSource(object(), "s-value", "latest")
     with pytest.raises(ValueError, match="interval must be more than 0"):
         SubjectWatcher(source, object(), interval=0)  # type: ignore[arg-type]
+
+
+def test_a_missing_subject_in_confluents_mock_registry_is_not_found_not_unavailable() -> None:
+    """The demo's registry (mock://) answers 404 with code 40400 for an unknown subject.
+
+    Read as "unavailable", discovery would log a registry outage for every topic
+    without a subject and stop asking the registry for retry_after.
+    """
+    from confluent_kafka.schema_registry import SchemaRegistryClient
+
+    from monitor.errors import ContractError
+
+    client = SchemaRegistryClient.new_client({"url": "mock://subject-not-found"})
+    with pytest.raises(ContractError) as info:
+        SubjectSource(client, "nobody-registered-this-value").fetch()
+    assert getattr(info.value, "kind", None) == "not_found"
