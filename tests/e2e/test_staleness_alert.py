@@ -235,7 +235,19 @@ def _scenario(
     ever = prom.query(
         f'group by (alertname, product) (max_over_time(ALERTS{{category!="monitor"}}[{window}s]))'
     )
-    assert [r["metric"] for r in ever] == [{"alertname": ALERT, "product": stalled.name}]
+    # TidemarkTopicStopped (a ticket) may fire for the same incident, depending on
+    # timing; the shipped inhibition (DataStale hides it for the same product) keeps
+    # it from the owner while the staleness page says it already.
+    seen = [r["metric"] for r in ever]
+    assert {"alertname": ALERT, "product": stalled.name} in seen
+    assert all(
+        m
+        in (
+            {"alertname": ALERT, "product": stalled.name},
+            {"alertname": "TidemarkTopicStopped", "product": stalled.name},
+        )
+        for m in seen
+    ), seen
     pages = 'ALERTS{category="monitor",severity="page"}'
     monitor_pages = prom.query(f"group by (alertname) (max_over_time({pages}[{window}s]))")
     assert monitor_pages == [], monitor_pages
