@@ -81,7 +81,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "compat":
             return _compat(args.old, args.new, args.mode)
         if args.command == "discover":
-            from monitor.discover_cli import discover_command
+            from monitor.runtime.discover_cli import discover_command
 
             return discover_command(args.bootstrap, args.registry, args.config, args.contracts_dir)
         if args.command == "demo":

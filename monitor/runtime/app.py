@@ -32,7 +32,6 @@ from monitor.contract.registry import (
     SchemaLookup,
 )
 from monitor.contract.subject import SubjectContract, SubjectWatcher
-from monitor.discovery import Discoverer, subscription_patterns
 from monitor.errors import ConfigError, ContractError
 from monitor.export.collector import TidemarkCollector, build_registry
 from monitor.export.server import Limits, MetricsServer
@@ -40,6 +39,7 @@ from monitor.export.webconfig import load_web_config
 from monitor.logs import LibrdkafkaLogger
 from monitor.pipeline import Pipeline, ProductPipeline
 from monitor.redact import REDACTOR
+from monitor.runtime.discovery import Discoverer, subscription_patterns
 from monitor.runtime.health import HealthState
 from monitor.runtime.lag import LagTracker
 from monitor.runtime.loop import ConsumeLoop

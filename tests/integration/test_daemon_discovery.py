@@ -113,7 +113,7 @@ def test_discovered_topics_are_checked_or_topic_only_and_blocks_win(
     reason="on Tansu 0.6.0 the daemon dies with SIGSEGV (exit -11, no Python traceback "
     "under PYTHONFAULTHANDLER) within a second of an assigned topic being deleted, with "
     "or without discovery's own clean-up; the mock cluster cannot delete topics. The "
-    "clean-up itself is covered in tests/unit/test_discovery.py."
+    "clean-up itself is covered in tests/unit/runtime/test_discovery.py."
 )
 def test_a_deleted_topics_series_disappear(
     tansu_only: Broker, registry: RegistryServer, tidemark: Start, tmp_path: Path
@@ -151,8 +151,8 @@ def test_discover_command_prints_a_config_that_runs_as_it_is(
     import io
 
     from monitor.config import load_settings
-    from monitor.discover_cli import discover_command
     from monitor.runtime.app import build_pipeline
+    from monitor.runtime.discover_cli import discover_command
 
     broker = mock_only
     prefix = f"c{uuid.uuid4().hex[:8]}"
@@ -200,7 +200,7 @@ def test_discover_command_prints_a_config_that_runs_as_it_is(
 def test_an_unreachable_registry_is_asked_once_not_once_per_topic(registry: RegistryServer) -> None:
     from monitor.config import DiscoverConfig
     from monitor.contract.registry import ConfluentRegistryLookup
-    from monitor.discovery import Discoverer
+    from monitor.runtime.discovery import Discoverer
 
     lookup = ConfluentRegistryLookup({"url": registry.url, "max.retries": 0})
     discoverer = Discoverer(DiscoverConfig(), registry=lookup.client)

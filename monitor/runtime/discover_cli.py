@@ -20,10 +20,10 @@ from confluent_kafka.admin import AdminClient
 
 from monitor.config import DiscoverConfig, Settings, load_settings
 from monitor.contract.registry import ConfluentRegistryLookup
-from monitor.discovery import Discoverer, Planned
 from monitor.errors import ConfigError
 from monitor.logs import LibrdkafkaLogger
 from monitor.redact import REDACTOR
+from monitor.runtime.discovery import Discoverer, Planned
 
 _FIELDS = ("name", "owner", "tier", "topic", "encoding", "contract", "event_time")
 
