@@ -428,6 +428,7 @@ class ManifestTopic:
             manifest.event_count,
             manifest.producer_id,
             replay=replay,
+            source=(self.topic, partition, offset),
         )
 
 

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from monitor.completeness.baseline import Baseline
 from monitor.completeness.config import CompletenessConfig
 from monitor.completeness.sequences import SequenceTracker
+from monitor.completeness.shared import ManifestSeen, PartitionCounts
 from monitor.completeness.window import REJECT_REASONS, VERDICTS
 from monitor.completeness.windows import WindowTracker
 
@@ -79,6 +80,19 @@ class CompletenessTracker:
         self._owned: set[int] | None = None  # None: the caller does not manage assignment
         self._topic_partitions: int | None = None
         self._untracked = 0
+        # Shared mode (completeness across replicas): events go to per-partition counts
+        # that are published; the windows are fed by this product's reconciler.
+        self.shared: PartitionCounts | None = None
+
+    @property
+    def windows(self) -> WindowTracker | None:
+        return self._windows
+
+    def share(self, counts: PartitionCounts) -> None:
+        """Count per (window, partition) for publishing; judge nothing locally."""
+        self.shared = counts
+        if self._windows is not None:
+            self._windows.full_ownership = True
 
     def observe(
         self, partition: int, event_time: float, producer_id: str | None, sequence: int | None
@@ -88,7 +102,11 @@ class CompletenessTracker:
             self._first_event(partition, event_time)
         windows = self._windows
         if windows is not None:
-            windows.count(event_time)
+            shared = self.shared
+            if shared is None:
+                windows.count(event_time)
+            else:
+                shared.count(partition, event_time)
         seq = self._seq
         if seq is not None and self._seq_on:
             if producer_id is None or sequence is None:
@@ -115,7 +133,7 @@ class CompletenessTracker:
         """After each batch: close windows and declare gaps the watermark has passed."""
         if product_watermark is None:
             return
-        if self._windows is not None:
+        if self._windows is not None and self.shared is None:
             self._windows.advance(product_watermark)
         if self._seq is not None:
             self._seq.advance(product_watermark)
@@ -128,9 +146,26 @@ class CompletenessTracker:
         producer_id: str | None,
         *,
         replay: bool = False,
+        source: tuple[str, int, int] | None = None,
     ) -> None:
-        """replay: read back after an assignment (counted by an earlier owner)."""
+        """replay: read back after an assignment (counted by an earlier owner).
+        source: (control topic, partition, offset), which names it in shared mode."""
         if self._windows is None:
+            return
+        shared = self.shared
+        if shared is not None and source is not None:
+            topic, partition, offset = source
+            shared.manifests.append(
+                ManifestSeen(
+                    shared.product,
+                    f"{topic}/{partition}",
+                    offset,
+                    window_start,
+                    window_end,
+                    max(expected, 0),
+                    producer_id,
+                )
+            )
             return
         self._windows.on_manifest(
             window_start, window_end, max(expected, 0), producer_id, replay=replay
@@ -197,12 +232,12 @@ class CompletenessTracker:
             self._owned.add(partition)  # its events prove we own it
         self._known.add(partition)
         self._update_ownership()
-        if self._windows is not None:
+        if self._windows is not None and self.shared is None:
             self._windows.raise_partial_boundary(event_time + self._ooo)
 
     def _moved(self, partitions: set[int]) -> None:
         self._seen -= partitions
-        if self._windows is not None:
+        if self._windows is not None and self.shared is None:
             self._windows.mark_open_partial()
         if self._seq is not None:
             per_partition = self.config.sequence is not None and (
@@ -218,7 +253,7 @@ class CompletenessTracker:
             and (self._topic_partitions is None or len(owned) >= self._topic_partitions)
         )
         if self._windows is not None:
-            self._windows.full_ownership = full
+            self._windows.full_ownership = full or self.shared is not None
         seq = self.config.sequence
         if self._seq is not None and seq is not None and seq.scope == "topic":
             if self._seq_on and not full:

@@ -113,6 +113,59 @@ class WindowTracker:
             if win.verdict == COMPLETE or win.verdict == INCOMPLETE:
                 self._reconcile(win, win.expected)
 
+    def add(self, k: int, n: int) -> None:
+        """n more events in window k at once (the shared-mode reconciler's feed)."""
+        win = self._windows.get(k)
+        if win is None:
+            win = self._materialize(k, for_event=True, events=n)
+            if win is None:
+                return
+        if not win.live:
+            self._touch(win)
+        self._last_k = None
+        win.observed += n
+        if win.closed:
+            self.late_amendments += n
+            if win.verdict == COMPLETE or win.verdict == INCOMPLETE:
+                self._reconcile(win, win.expected)
+
+    def forget_windows(self) -> None:
+        """Drop every window but keep the counters (a reconciler rebuilds from its table)."""
+        self._windows.clear()
+        self._closed.clear()
+        self._pending.clear()
+        self._next_k = None
+        self._partial_through = None
+        self._watermark = float("-inf")
+        self._last_k = None
+
+    def restore(
+        self,
+        k: int,
+        *,
+        verdict: str | None,
+        partial: bool,
+        observed: int,
+        expected: int,
+        credited: int,
+        surplus: int,
+        by_manifest: bool,
+    ) -> None:
+        """A window another reconciler closed, as it credited it: no counter moves.
+
+        Call in ascending k after forget_windows(), before anything else.
+        """
+        win = self._windows[k] = Window(k, partial, observed=observed, closed=True)
+        win.verdict, win.live, win.by_manifest = verdict, verdict is not None, by_manifest
+        win.expected, win.credited, win.surplus = expected, credited, surplus
+        self._closed.append(win)
+        if verdict is None and not partial:
+            self._pending.append(win)
+        self._next_k = k + 1
+
+    def closed_windows(self) -> list[Window]:
+        return list(self._closed)
+
     def mark_open_partial(self) -> None:
         """Windows open now lose or gain events seen by another owner: never judge them."""
         for win in self._windows.values():
@@ -211,13 +264,18 @@ class WindowTracker:
     # --- internals -----------------------------------------------------------------
 
     def _materialize(
-        self, k: int, *, for_event: bool, rejected: dict[str, int] | None = None
+        self,
+        k: int,
+        *,
+        for_event: bool,
+        rejected: dict[str, int] | None = None,
+        events: int = 1,
     ) -> Window | None:
         """rejected: where a manifest's rejection is counted (its own counters by default)."""
         nk = self._next_k
         if nk is not None and k < nk:
             if for_event:
-                self.late_dropped += 1
+                self.late_dropped += events
             else:
                 (rejected or self.manifests_rejected)["late"] += 1
             return None
@@ -225,7 +283,7 @@ class WindowTracker:
             nk is None and len(self._windows) >= self._max_open
         ):
             if for_event:
-                self.beyond_open += 1
+                self.beyond_open += events
             else:
                 (rejected or self.manifests_rejected)["beyond_open_windows"] += 1
             return None
