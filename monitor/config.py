@@ -25,7 +25,7 @@ from pydantic import (
 from pydantic_core import InitErrorDetails
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
-from monitor.completeness.config import CompletenessConfig
+from monitor.completeness.config import CompletenessConfig, SharingConfig
 from monitor.contract.ruleconfig import RuleList, SampleRatio
 from monitor.durations import Seconds
 from monitor.errors import ConfigError
@@ -463,6 +463,7 @@ class Settings(BaseSettings):
     lag: LagConfig = Field(default_factory=LagConfig)
     products: list[ProductConfig] = Field(default_factory=list)
     discover: DiscoverConfig | None = None
+    completeness_sharing: SharingConfig = Field(default_factory=SharingConfig)
 
     @classmethod
     def settings_customise_sources(

@@ -122,3 +122,23 @@ class CompletenessConfig(_Model):
                     "window is learned when it leaves retention"
                 )
         return self
+
+
+class SharingConfig(_Model):
+    """Completeness across replicas: observations on a compacted topic, one reconciler.
+
+    Top-level section `completeness_sharing:`; see the README section "Completeness
+    across replicas". Off by default so a single instance needs no extra topic; the
+    shipped Kubernetes Deployment (several replicas) turns it on.
+    """
+
+    enabled: bool = False
+    topic: str = Field(default="__tidemark-completeness", min_length=1)
+    partitions: int = Field(default=1, ge=1, le=1000)  # when Tidemark creates the topic
+    replication_factor: int = Field(default=-1, ge=-1, le=100)  # -1: the broker's default
+    # Observations kept per product (windows x partitions + manifests + verdicts).
+    max_entries: int = Field(default=1_000_000, ge=100, le=100_000_000)
+    # How long an assignment waits to read the topic to its end before counting.
+    catch_up_timeout: Seconds = 15.0
+    # How long a commit waits for its observations to be acknowledged (else no commit).
+    publish_timeout: Seconds = 10.0

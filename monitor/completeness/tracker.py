@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from monitor.completeness.baseline import Baseline
 from monitor.completeness.config import CompletenessConfig
 from monitor.completeness.sequences import SequenceTracker
-from monitor.completeness.shared import ManifestSeen, PartitionCounts
+from monitor.completeness.shared import ManifestSeen, PartitionCounts, ProductTable, Reconciler
 from monitor.completeness.window import REJECT_REASONS, VERDICTS
 from monitor.completeness.windows import WindowTracker
 
@@ -53,6 +53,11 @@ class CompletenessSnapshot:
     open_windows: int
     retained_windows: int
     objective: float
+    # Completeness across replicas (0 when not shared): this instance reconciles the
+    # product's windows; observations dropped by the bounded table or counts.
+    shared: int = 0
+    reconciling: int = 0
+    observations_dropped_total: int = 0
 
 
 class CompletenessTracker:
@@ -83,14 +88,17 @@ class CompletenessTracker:
         # Shared mode (completeness across replicas): events go to per-partition counts
         # that are published; the windows are fed by this product's reconciler.
         self.shared: PartitionCounts | None = None
+        self.shared_table: ProductTable | None = None
+        self.reconciler: Reconciler | None = None
 
     @property
     def windows(self) -> WindowTracker | None:
         return self._windows
 
-    def share(self, counts: PartitionCounts) -> None:
-        """Count per (window, partition) for publishing; judge nothing locally."""
-        self.shared = counts
+    def share(self, counts: PartitionCounts, table: ProductTable, reconciler: Reconciler) -> None:
+        """Count per (window, partition) for publishing; windows are judged only while
+        `reconciler` is active."""
+        self.shared, self.shared_table, self.reconciler = counts, table, reconciler
         if self._windows is not None:
             self._windows.full_ownership = True
 
@@ -221,6 +229,13 @@ class CompletenessTracker:
             open_windows=w.open_windows if w else 0,
             retained_windows=w.retained_windows if w else 0,
             objective=self.config.objective,
+            shared=int(self.shared is not None),
+            reconciling=int(self.reconciler is not None and self.reconciler.active),
+            observations_dropped_total=(
+                self.shared.dropped + self.shared_table.dropped
+                if self.shared is not None and self.shared_table is not None
+                else 0
+            ),
         )
 
     # --- internals -----------------------------------------------------------------

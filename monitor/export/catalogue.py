@@ -469,6 +469,20 @@ METRICS: tuple[MetricSpec, ...] = (
         completeness(lambda c: c.windows_recovered_total),
     ),
     MetricSpec(
+        "tidemark_completeness_reconciler",
+        "gauge",
+        P,
+        "1 on the replica that judges the product's windows (completeness_sharing), else 0.",
+        completeness(lambda c: c.reconciling if c.shared else None),
+    ),
+    MetricSpec(
+        "tidemark_completeness_observations_dropped",
+        "counter",
+        P,
+        "Shared-completeness observations dropped by the bounded table (max_entries).",
+        completeness(lambda c: c.observations_dropped_total if c.shared else None),
+    ),
+    MetricSpec(
         "tidemark_window_amended_events",
         "counter",
         P,

@@ -123,6 +123,7 @@ _COMPLETENESS_GAUGES: dict[str, Any] = {
     "open_windows": 0,
     "retained_windows": 0,
     "last_window_ratio": None,
+    "reconciling": 0,
 }
 
 

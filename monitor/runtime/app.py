@@ -49,6 +49,7 @@ from monitor.runtime.products import (
     resolve_product,
     version_of,
 )
+from monitor.runtime.sharing import Sharing
 
 log = structlog.get_logger("tidemark")
 
@@ -319,7 +320,7 @@ def build_pipeline(settings: Settings, lookup: SchemaLookup | None = None) -> Bu
         discoverer = Discoverer(
             settings.discover,
             explicit=set(pipeline.products),
-            control_topics=set(pipeline.manifests),
+            control_topics={*pipeline.manifests, settings.completeness_sharing.topic},
             registry=registry_lookup.client if registry_lookup is not None else None,
             registry_describe=registry_lookup._cause if registry_lookup is not None else None,
         )
@@ -465,6 +466,12 @@ class Monitor:
                     settings.discover.refresh_interval if settings.discover is not None else 60.0
                 ),
             )
+            sharing = settings.completeness_sharing
+            self.sharing = (
+                Sharing(sharing, conf, self.pipeline, logger=librdkafka_log)
+                if sharing.enabled
+                else None
+            )
         except (KafkaException, ValueError, TypeError) as exc:
             # librdkafka quotes rejected values ("Invalid value ... for ...").
             raise ConfigError(
@@ -485,6 +492,7 @@ class Monitor:
             on_stopping=self._announce_stop,
             between_batches=built.take_contracts,
             discover=built.discovery,
+            sharing=self.sharing,
         )
 
     @property
@@ -531,6 +539,8 @@ class Monitor:
             config=loggable(self.settings),
         )
         self.lag.start()
+        if self.sharing is not None:
+            self.sharing.start()
         for watcher in self.built.watchers.values():
             watcher.start()
         started = time.monotonic()
@@ -540,6 +550,8 @@ class Monitor:
             for watcher in self.built.watchers.values():
                 watcher.stop(timeout=1.0)
             self.lag.stop()
+            if self.sharing is not None:
+                self.sharing.stop()
             if self.server is not None:
                 self.server.stop()
             if self.built.resolver is not None:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import structlog
 from confluent_kafka import OFFSET_INVALID, Consumer, KafkaError, KafkaException, TopicPartition
@@ -22,6 +22,9 @@ from monitor.pipeline import HeldEvent, Pipeline, ProductPipeline
 from monitor.runtime.commit import CommitPolicy, OffsetLedger
 from monitor.runtime.health import HealthState
 from monitor.runtime.holds import HoldCheck, PartitionHolds
+
+if TYPE_CHECKING:
+    from monitor.runtime.sharing import Sharing
 
 log = structlog.get_logger("tidemark.loop")
 
@@ -48,6 +51,7 @@ class ConsumeLoop:
         hold_check: HoldCheck = lambda schema_id: None,
         between_batches: Callable[[], object] = lambda: None,
         discover: Callable[[set[str]], dict[str, ProductPipeline]] | None = None,
+        sharing: Sharing | None = None,
     ) -> None:
         self.consumer = consumer
         self.pipeline = pipeline
@@ -60,6 +64,8 @@ class ConsumeLoop:
         self.partition_count = partition_count
         # Builds products for assigned topics nobody configured (the discover: section).
         self.discover = discover
+        # Completeness across replicas: publishes before each commit, seeds on assign.
+        self.sharing = sharing
         self.on_stopping = on_stopping
         self.clock = clock
         # Runs after each batch, outside the lock (e.g. take a new contract version).
@@ -95,6 +101,11 @@ class ConsumeLoop:
             ]
         bounds = [self._bounds(tp) for tp in committed]  # Kafka calls outside the lock
         counts = self._partition_counts({tp.topic for tp in committed})
+        covered = (
+            self.sharing.assigned([(tp.topic, tp.partition) for tp in committed], counts)
+            if self.sharing is not None
+            else {}
+        )
         starts: list[TopicPartition] = []
         resumes: dict[tuple[str, int], int] = {}
         with self.pipeline.lock:
@@ -104,6 +115,9 @@ class ConsumeLoop:
                 key = (tp.topic, tp.partition)
                 # Past the group's offset only where this process counted the events itself.
                 resume = self.offsets.resume_offset(key, group_offset, high)
+                # A replica killed after publishing, before committing: what its
+                # observations cover is counted already (they seed this owner's counts).
+                resume = max(resume, covered.get(key, resume))
                 start = max(low, resume - self.readback)
                 self.pipeline.assign(
                     tp.topic,
@@ -184,6 +198,8 @@ class ConsumeLoop:
                     self.pipeline.revoke(tp.topic, tp.partition)
                 self.offsets.forget((tp.topic, tp.partition))
             self.health.assigned = self.pipeline.owns_partitions()
+        if self.sharing is not None:
+            self.sharing.revoked((tp.topic, tp.partition) for tp in partitions)
         if self.holds:  # resumes them in the client (outside the lock: it calls Kafka)
             for tp in partitions:
                 self.holds.forget(tp.topic, tp.partition)
@@ -278,6 +294,8 @@ class ConsumeLoop:
         """
         now = self.clock()
         self.commit_policy.did_commit(now)
+        if self.sharing is not None and not self.sharing.publish(now):
+            return  # never commit past observations the broker has not stored
         with self.pipeline.lock:
             self.offsets.processed(self.pipeline.positions())
         owed = self.offsets.owed(None if sync else now)

@@ -1,0 +1,234 @@
+"""Completeness across replicas: 1, 2 and 3 real daemons judge the same windows alike.
+
+One scripted stream (a partial first window, loss, duplicates, a late event) is run
+against 1, 2 and 3 replicas of the real daemon in one consumer group on a real
+broker, with `completeness_sharing` on. Mid-window the replica that reconciles
+(owner of partition 0) is killed with SIGKILL and a replacement joins: two
+rebalances while window 4 is open, and a partition whose last observations may
+reach past its last commit. The per-window verdicts are read from the shared
+topic itself (the latest verdict record of each window, as the reconciler wrote it)
+and must be the same for every replica count, and equal to the script's truth.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from completeness_support import ORDERS_AVSC, Event, order_bytes
+from harness import Broker, TidemarkProcess, scrape, wait_for
+
+from monitor.completeness.manifests import Manifest, encode_manifest
+from monitor.completeness.shared import Judged, decode_record
+
+W = 10  # window seconds
+PARTITIONS = 3
+PER = 3  # events per partition per window
+OOO = 2
+MOCK_REJOIN = {"session.timeout.ms": 2000, "heartbeat.interval.ms": 500}
+
+Verdicts = dict[int, tuple[str | None, bool, int, int]]
+
+# The script's truth: (verdict, partial, observed, expected) per window.
+TRUTH: Verdicts = {
+    0: ("partial", True, 9, 0),  # where every partition's history begins
+    1: ("complete", False, 9, 9),
+    2: ("complete", False, 9, 9),
+    3: ("incomplete", False, 9, 11),  # two events lost
+    4: ("complete", False, 11, 9),  # two events delivered twice
+    5: ("complete", False, 9, 9),  # incomplete at close, amended by a late event
+    6: ("complete", False, 9, 9),
+    7: (None, False, 0, 0),  # closed, no events, waiting for a manifest (grace)
+}
+
+
+class Script:
+    """Produces the stream in phases; event times are whole seconds from t0."""
+
+    def __init__(self, broker: Broker, topic: str, control: str) -> None:
+        self.broker, self.topic, self.control = broker, topic, control
+        self.t0 = (int(time.time()) - 3600) // W * W
+        self.seq = 0
+
+    def events(self, k: int, partition: int, which: range) -> None:
+        for i in which:
+            self.seq += 1
+            t = self.t0 + k * W + 1 + partition + 2 * i
+            event = Event("shop", partition, self.seq, t)
+            self.broker.produce(self.topic, partition, order_bytes(event))
+
+    def window(self, k: int, *, skip: tuple[int, int] | None = None) -> None:
+        for p in range(PARTITIONS):
+            self.events(k, p, range(PER) if skip is None or skip[0] != p else range(PER - 1))
+
+    def manifest(self, k: int, count: int) -> None:
+        start = float(self.t0 + k * W)
+        record = encode_manifest(Manifest("orders", start, start + W, count, "shop"))
+        self.broker.produce(self.control, 0, record)
+
+    def phase1(self) -> int:
+        """Windows 0-3 and the first event of window 4 on each partition."""
+        for k in range(4):
+            self.window(k)
+        for p in range(PARTITIONS):
+            self.events(4, p, range(1))
+        for k in (1, 2):
+            self.manifest(k, PARTITIONS * PER)
+        self.manifest(3, PARTITIONS * PER + 2)  # two events were lost on the way
+        self.broker.flush()
+        return 4 * PARTITIONS * PER + PARTITIONS
+
+    def phase2(self) -> None:
+        """The rest of window 4 (two sent twice), 5 (one held back), 6; then time moves on."""
+        for p in range(PARTITIONS):
+            self.events(4, p, range(1, PER))
+        self.seq -= 2
+        self.events(4, 2, range(1, PER))  # the same two events again: duplicates
+        self.window(5, skip=(1, PER - 1))
+        self.window(6)
+        for k in (4, 5, 6):
+            self.manifest(k, PARTITIONS * PER)
+        for p in range(PARTITIONS):  # moves every partition's watermark past window 7
+            self.seq += 1
+            event = Event("shop", p, self.seq, self.t0 + 8 * W + 5)
+            self.broker.produce(self.topic, p, order_bytes(event))
+        self.broker.flush()
+
+    def late(self) -> None:
+        """The event window 5 missed, long after it closed."""
+        self.events(5, 1, range(PER - 1, PER))
+        self.broker.flush()
+
+
+def config(path: Path, broker: Broker, topic: str, control: str, shared: str, group: str) -> Path:
+    properties: dict[str, Any] = dict(broker.group_settings)
+    if broker.name == "mock":
+        properties.update(MOCK_REJOIN)
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "kafka": {
+                    "bootstrap_servers": broker.bootstrap,
+                    "group_id": group,
+                    "poll_timeout": 0.1,
+                    "commit_interval": 0.5,
+                    "start_from": "earliest",
+                    "properties": properties,
+                },
+                "lag": {"refresh_interval": 0.5},
+                "logging": {"format": "json", "level": "info"},
+                "completeness_sharing": {"enabled": True, "topic": shared},
+                "products": [
+                    {
+                        "name": "orders",
+                        "owner": "team-test",
+                        "topic": topic,
+                        "contract": str(ORDERS_AVSC),
+                        "encoding": "avro-raw",
+                        "event_time": "occurred_at",
+                        "max_out_of_orderness": OOO,
+                        "idle_timeout": 300,
+                        "completeness": {
+                            "window": W,
+                            "window_retention": 7200,
+                            "manifests": {"topic": control, "grace": 3600},
+                        },
+                    }
+                ],
+            },
+            sort_keys=False,
+        )
+    )
+    return path
+
+
+def verdicts(broker: Broker, shared: str, base: int) -> Verdicts:
+    """The latest verdict record of each window on the shared topic, k counted from base."""
+    out: Verdicts = {}
+    for msg in broker.read(shared, 0):
+        record = decode_record(msg.value())
+        if isinstance(record, Judged):
+            k = record.k - base
+            out[k] = (record.verdict, record.partial, record.observed, record.expected)
+    return out
+
+
+def wait_verdicts(
+    broker: Broker,
+    shared: str,
+    base: int,
+    done: Callable[[Verdicts], bool],
+    timeout: float = 45.0,
+) -> Verdicts:
+    deadline = time.monotonic() + timeout
+    got: Verdicts = {}
+    while time.monotonic() < deadline:
+        got = verdicts(broker, shared, base)
+        if done(got):
+            return got
+        time.sleep(0.3)
+    raise AssertionError(f"verdicts never settled: {got}")
+
+
+def counted(procs: list[TidemarkProcess]) -> float:
+    return sum(scrape(p.metrics_url).total("tidemark_events_total") for p in procs)
+
+
+def reconciler(procs: list[TidemarkProcess]) -> TidemarkProcess:
+    """The live replica exporting tidemark_completeness_reconciler 1 (waits for one)."""
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        for p in procs:
+            if scrape(p.metrics_url).total("tidemark_completeness_reconciler") == 1:
+                return p
+        time.sleep(0.2)
+    raise AssertionError("no replica reconciles")
+
+
+def run_stream(
+    broker: Broker, tmp_path: Path, tidemark: Callable[..., TidemarkProcess], replicas: int
+) -> tuple[Verdicts, dict[str, float]]:
+    topic = broker.new_topic(PARTITIONS)
+    control = broker.new_topic(1)
+    shared = broker.new_topic(1)
+    script = Script(broker, topic, control)
+    group = f"tidemark-replicas-{uuid.uuid4().hex[:8]}"
+    path = config(tmp_path / f"r{replicas}.yaml", broker, topic, control, shared, group)
+    procs = [tidemark(path) for _ in range(replicas)]
+    phase1 = script.phase1()
+    wait_for(procs[0].metrics_url, lambda s: counted(procs) >= phase1, timeout=30)
+    victim = reconciler(procs)
+    victim.kill()  # SIGKILL, mid-window 4
+    procs.remove(victim)
+    procs.append(tidemark(path, ready_timeout=45))  # a replacement joins the group
+    script.phase2()
+    base = script.t0 // W
+    wait_verdicts(broker, shared, base, lambda v: v.get(5, (None,))[0] == "incomplete")
+    script.late()
+    got = wait_verdicts(broker, shared, base, lambda v: v.get(5, (None,))[0] == "complete")
+    final = scrape(reconciler(procs).metrics_url)
+    sli = {
+        "recovered": final.total("tidemark_windows_recovered_total"),
+        "dropped": sum(
+            scrape(p.metrics_url).total("tidemark_completeness_observations_dropped_total")
+            for p in procs
+        ),
+    }
+    return got, sli
+
+
+@pytest.mark.parametrize("replicas", [1, 2, 3])
+def test_same_verdicts_with_any_number_of_replicas(
+    mock_only: Broker,
+    tmp_path: Path,
+    tidemark: Callable[..., TidemarkProcess],
+    replicas: int,
+) -> None:
+    got, sli = run_stream(mock_only, tmp_path, tidemark, replicas)
+    assert got == TRUTH
+    assert sli["dropped"] == 0
