@@ -21,15 +21,17 @@ from typing import Any
 import pytest
 import yaml
 from completeness_support import ORDERS_AVSC, Event, order_bytes
-from harness import Broker, TidemarkProcess, scrape, wait_for
+from harness import Broker, MockBroker, TidemarkProcess, scrape, wait_for
 
 from monitor.completeness.manifests import Manifest, encode_manifest
-from monitor.completeness.shared import Judged, decode_record
+from monitor.completeness.shared import Judged, Progress, decode_record
 
 W = 10  # window seconds
 PARTITIONS = 3
 PER = 3  # events per partition per window
 OOO = 2
+OFFSET_COMMIT = 8  # Kafka API key
+TOPIC_AUTHORIZATION_FAILED = 29
 MOCK_REJOIN = {"session.timeout.ms": 2000, "heartbeat.interval.ms": 500}
 
 Verdicts = dict[int, tuple[str | None, bool, int, int]]
@@ -175,6 +177,16 @@ def wait_verdicts(
     raise AssertionError(f"verdicts never settled: {got}")
 
 
+def covered(broker: Broker, shared: str) -> int:
+    """Events the published observations cover, over all partitions (latest progress)."""
+    latest: dict[int, int] = {}
+    for msg in broker.read(shared, 0):
+        record = decode_record(msg.value())
+        if isinstance(record, Progress):
+            latest[record.partition] = max(latest.get(record.partition, 0), record.offset)
+    return sum(latest.values())
+
+
 def counted(procs: list[TidemarkProcess]) -> float:
     return sum(scrape(p.metrics_url).total("tidemark_events_total") for p in procs)
 
@@ -200,11 +212,22 @@ def run_stream(
     group = f"tidemark-replicas-{uuid.uuid4().hex[:8]}"
     path = config(tmp_path / f"r{replicas}.yaml", broker, topic, control, shared, group)
     procs = [tidemark(path) for _ in range(replicas)]
+    assert isinstance(broker, MockBroker)
+    # The broker refuses every commit from here until the kill: the observations are
+    # published, the offsets they cover never committed (as when a replica dies between
+    # the two). Whoever takes the partitions over must not count those events again.
+    broker.cluster.push_request_errors(OFFSET_COMMIT, [TOPIC_AUTHORIZATION_FAILED] * 100_000)
     phase1 = script.phase1()
     wait_for(procs[0].metrics_url, lambda s: counted(procs) >= phase1, timeout=30)
+    deadline = time.monotonic() + 30
+    while covered(broker, shared) < phase1:
+        assert time.monotonic() < deadline, "observations never covered phase 1"
+        time.sleep(0.2)
+    assert not broker.committed(group, topic, list(range(PARTITIONS)))
     victim = reconciler(procs)
     victim.kill()  # SIGKILL, mid-window 4
     procs.remove(victim)
+    broker.cluster.clear_request_errors(OFFSET_COMMIT)
     procs.append(tidemark(path, ready_timeout=45))  # a replacement joins the group
     script.phase2()
     base = script.t0 // W
