@@ -139,6 +139,7 @@ class SharingConfig(_Model):
     # Observations kept per product (windows x partitions + manifests + verdicts).
     max_entries: int = Field(default=1_000_000, ge=100, le=100_000_000)
     # How long an assignment waits to read the topic to its end before counting.
-    catch_up_timeout: Seconds = 15.0
-    # How long a commit waits for its observations to be acknowledged (else no commit).
-    publish_timeout: Seconds = 10.0
+    catch_up_timeout: Seconds = Field(default=15.0, gt=0, le=300)
+    # How long a commit waits for its observations to be acknowledged (else no commit);
+    # while the broker is away the loop turns at most this often (keep < liveness_limit).
+    publish_timeout: Seconds = Field(default=5.0, gt=0, le=30)

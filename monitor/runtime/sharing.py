@@ -348,6 +348,16 @@ class Sharing:
             if targets is None:
                 self._roles()
 
+    def _topic_partitions(self, topic: str) -> int | None:
+        """The product topic's partition count, when the loop could not say at assignment."""
+        try:
+            found = self._reader.list_topics(topic, timeout=5).topics.get(topic)
+        except KafkaException:
+            return None
+        if found is None or found.error is not None or not found.partitions:
+            return None
+        return len(found.partitions)
+
     def _ends(self, parts: Iterable[int]) -> dict[int, int]:
         ends = {}
         for p in parts:
@@ -381,6 +391,10 @@ class Sharing:
     def _roles(self) -> None:
         """The owner of partition 0 of a product's topic reconciles it (after catching up)."""
         judged: list[Record] = []
+        for shared in self.by_topic.values():
+            # (a dict membership test: safe without the lock, re-checked under it)
+            if shared.reconciler.partitions is None and 0 in shared.product.clock.partitions:
+                shared.reconciler.partitions = self._topic_partitions(shared.topic)
         with self.pipeline.lock:
             for shared in self.by_topic.values():
                 rec = shared.reconciler

@@ -384,3 +384,46 @@ def test_a_partition_back_after_a_refused_revoke_commit_is_not_counted_twice() -
     assert r.stats.events == 7  # 5 before, only the 2 new ones now
     r.loop.commit(sync=True)
     assert r.consumer.broker_committed == {0: 7}
+
+
+@dataclass
+class FakeSharing:
+    """Completeness sharing as the loop sees it: publish may fail; assigned covers."""
+
+    publish_ok: deque[bool] = field(default_factory=deque)
+    covered: dict[tuple[str, int], int] = field(default_factory=dict)
+    published: int = 0
+    revoked_partitions: list[tuple[str, int]] = field(default_factory=list)
+
+    def assigned(self, partitions: Any, counts: dict[str, int]) -> dict[tuple[str, int], int]:
+        return dict(self.covered)
+
+    def revoked(self, partitions: Any) -> None:
+        self.revoked_partitions.extend(partitions)
+
+    def publish(self, now: float) -> bool:
+        self.published += 1
+        return self.publish_ok.popleft() if self.publish_ok else True
+
+
+def test_no_commit_until_the_observations_it_covers_are_published() -> None:
+    r = rig(committed={0: 0})
+    sharing = FakeSharing(publish_ok=deque([False]))
+    r.loop.sharing = sharing  # type: ignore[assignment]
+    r.feed(0, range(0, 10))
+    r.loop.poll_once()
+    assert sharing.published == 1
+    assert r.consumer.commits == []  # the publish failed: the offsets stay owed
+    r.tick(INTERVAL)
+    r.loop.poll_once()
+    assert r.consumer.commits == [({0: 10}, True)]
+
+
+def test_a_new_owner_resumes_after_what_published_observations_cover() -> None:
+    """A replica killed after publishing, before committing: offsets 0-5 are counted."""
+    r = rig(committed={0: 0})
+    r.loop.sharing = FakeSharing(covered={(TOPIC, 0): 6})  # type: ignore[assignment]
+    r.feed(0, range(0, 10))
+    r.loop.poll_once()
+    assert r.stats.events == 4  # 6-9 only: the rest only warm the clock
+    assert r.consumer.commits == [({0: 10}, True)]
