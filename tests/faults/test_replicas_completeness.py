@@ -21,6 +21,7 @@ from typing import Any
 import pytest
 import yaml
 from completeness_support import ORDERS_AVSC, Event, order_bytes
+from confluent_kafka.admin import AdminClient, ConfigResource
 from harness import Broker, MockBroker, TidemarkProcess, scrape, wait_for
 
 from monitor.completeness.manifests import Manifest, encode_manifest
@@ -204,30 +205,39 @@ def reconciler(procs: list[TidemarkProcess]) -> TidemarkProcess:
 
 def run_stream(
     broker: Broker, tmp_path: Path, tidemark: Callable[..., TidemarkProcess], replicas: int
-) -> tuple[Verdicts, dict[str, float]]:
+) -> tuple[Verdicts, dict[str, float], str]:
+    """On the mock cluster the shared topic is made by the test (the mock has no
+    CreateTopics) and commits are refused before the kill; on Tansu the daemon creates
+    the topic (compacted) and the kill lands wherever the commit cycle is."""
     topic = broker.new_topic(PARTITIONS)
     control = broker.new_topic(1)
-    shared = broker.new_topic(1)
+    shared = (
+        broker.new_topic(1)
+        if isinstance(broker, MockBroker)
+        else f"__tidemark-completeness-{uuid.uuid4().hex[:8]}"
+    )
     script = Script(broker, topic, control)
     group = f"tidemark-replicas-{uuid.uuid4().hex[:8]}"
     path = config(tmp_path / f"r{replicas}.yaml", broker, topic, control, shared, group)
     procs = [tidemark(path) for _ in range(replicas)]
-    assert isinstance(broker, MockBroker)
-    # The broker refuses every commit from here until the kill: the observations are
-    # published, the offsets they cover never committed (as when a replica dies between
-    # the two). Whoever takes the partitions over must not count those events again.
-    broker.cluster.push_request_errors(OFFSET_COMMIT, [TOPIC_AUTHORIZATION_FAILED] * 100_000)
+    if isinstance(broker, MockBroker):
+        # The broker refuses every commit from here until the kill: the observations are
+        # published, the offsets they cover never committed (as when a replica dies
+        # between the two). Whoever takes the partitions over must not count them again.
+        broker.cluster.push_request_errors(OFFSET_COMMIT, [TOPIC_AUTHORIZATION_FAILED] * 100_000)
     phase1 = script.phase1()
     wait_for(procs[0].metrics_url, lambda s: counted(procs) >= phase1, timeout=30)
     deadline = time.monotonic() + 30
     while covered(broker, shared) < phase1:
         assert time.monotonic() < deadline, "observations never covered phase 1"
         time.sleep(0.2)
-    assert not broker.committed(group, topic, list(range(PARTITIONS)))
+    if isinstance(broker, MockBroker):
+        assert not broker.committed(group, topic, list(range(PARTITIONS)))
     victim = reconciler(procs)
     victim.kill()  # SIGKILL, mid-window 4
     procs.remove(victim)
-    broker.cluster.clear_request_errors(OFFSET_COMMIT)
+    if isinstance(broker, MockBroker):
+        broker.cluster.clear_request_errors(OFFSET_COMMIT)
     procs.append(tidemark(path, ready_timeout=45))  # a replacement joins the group
     script.phase2()
     base = script.t0 // W
@@ -242,7 +252,7 @@ def run_stream(
             for p in procs
         ),
     }
-    return got, sli
+    return got, sli, shared
 
 
 @pytest.mark.parametrize("replicas", [1, 2, 3])
@@ -252,6 +262,18 @@ def test_same_verdicts_with_any_number_of_replicas(
     tidemark: Callable[..., TidemarkProcess],
     replicas: int,
 ) -> None:
-    got, sli = run_stream(mock_only, tmp_path, tidemark, replicas)
+    got, sli, _ = run_stream(mock_only, tmp_path, tidemark, replicas)
     assert got == TRUTH
     assert sli["dropped"] == 0
+
+
+def test_tansu_two_replicas_create_the_compacted_topic_and_agree(
+    tansu_only: Broker, tmp_path: Path, tidemark: Callable[..., TidemarkProcess]
+) -> None:
+    """A second, independent broker; the daemon creates the shared topic itself."""
+    got, _, shared = run_stream(tansu_only, tmp_path, tidemark, 2)
+    assert got == TRUTH
+    admin = AdminClient({"bootstrap.servers": tansu_only.bootstrap})
+    described = admin.describe_configs([ConfigResource("topic", shared)])
+    config = next(iter(described.values())).result(10)
+    assert config["cleanup.policy"].value == "compact"
