@@ -14,6 +14,7 @@ runs in a thread of its own and takes the pipeline lock only to apply what it re
 from __future__ import annotations
 
 import threading
+import time
 import zlib
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -202,6 +203,7 @@ class Sharing:
         mine = [(t, p) for t, p in partitions if t in self.by_topic]
         if not mine:
             return {}
+        started = time.monotonic()
         if not self.catch_up(self.config.catch_up_timeout):
             self.stats.catch_up_timeouts += 1
             log.warning(
@@ -209,6 +211,12 @@ class Sharing:
                 topic=self.topic,
                 timeout=self.config.catch_up_timeout,
                 then="counting from the committed offsets",
+            )
+        else:
+            log.info(
+                "completeness_caught_up",
+                topic=self.topic,
+                seconds=round(time.monotonic() - started, 3),
             )
         covered: dict[tuple[str, int], int] = {}
         with self.pipeline.lock:

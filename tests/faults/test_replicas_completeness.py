@@ -235,15 +235,27 @@ def run_stream(
         assert not broker.committed(group, topic, list(range(PARTITIONS)))
     victim = reconciler(procs)
     victim.kill()  # SIGKILL, mid-window 4
+    killed_at = time.monotonic()
     procs.remove(victim)
     if isinstance(broker, MockBroker):
         broker.cluster.clear_request_errors(OFFSET_COMMIT)
     procs.append(tidemark(path, ready_timeout=45))  # a replacement joins the group
+    successor = reconciler(procs)  # another replica (or the replacement) took over
+    took_over = time.monotonic() - killed_at
     script.phase2()
+    phase2_at = time.monotonic()
     base = script.t0 // W
     wait_verdicts(broker, shared, base, lambda v: v.get(5, (None,))[0] == "incomplete")
+    judged_in = time.monotonic() - phase2_at
     script.late()
+    late_at = time.monotonic()
     got = wait_verdicts(broker, shared, base, lambda v: v.get(5, (None,))[0] == "complete")
+    amended_in = time.monotonic() - late_at
+    print(  # figures for the record (pytest -s)
+        f"\n{broker.name} replicas={len(procs)}: reconciler back {took_over:.1f}s after "
+        f"SIGKILL; windows 4-7 judged {judged_in:.1f}s after the data; the late event "
+        f"amended window 5 in {amended_in:.1f}s; successor={successor.port}"
+    )
     final = scrape(reconciler(procs).metrics_url)
     sli = {
         "recovered": final.total("tidemark_windows_recovered_total"),
