@@ -179,10 +179,12 @@ class ProductTable:
         if self.floor is not None and k < self.floor:
             self.dropped += 1
             return False
-        if self.newest is None or k > self.newest:
+        if isinstance(record, Count) and (self.newest is None or k > self.newest):
+            # Only counted events move time on: a manifest's window is the producer's
+            # claim (one far in the future must not age every window out).
             self.newest = k
             self._expire(k - self.keep_windows)
-        elif k < self.newest - self.keep_windows:
+        elif self.newest is not None and k < self.newest - self.keep_windows:
             return False  # beyond retention: no reconciler holds that window any more
         changed = self._apply_windowed(record)
         while self.entries > self.max_entries:
@@ -375,7 +377,11 @@ class Reconciler:
         self._advance(table)
 
     def deactivate(self) -> None:
+        """Another replica reconciles now: keep the counters, drop the windows."""
         self.active = False
+        self.tracker.forget_windows()
+        self.fed.clear()
+        self.origins.clear()
 
     def apply(self, record: Record, table: ProductTable) -> None:
         """A record the table kept (call after table.apply returned True)."""

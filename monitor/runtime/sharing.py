@@ -338,8 +338,8 @@ class Sharing:
                     waiting, self._requests = self._requests, []
                 if waiting:
                     targets = self._ends(parts)
-            try:
-                messages = self._reader.consume(500, 0.2)
+            try:  # short polls while an assignment waits to catch up
+                messages = self._reader.consume(500, 0.2 if targets is None else 0.02)
             except KafkaException:
                 continue
             self._apply(messages, position)

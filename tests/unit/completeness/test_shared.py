@@ -279,3 +279,23 @@ def test_older_progress_never_replaces_newer() -> None:
     assert t.progress[0].offset == 10
     assert t.apply(Count("p", 1, 0, 4, 10))
     assert not t.apply(Count("p", 1, 0, 3, 8))  # counts only grow
+
+
+def test_a_manifest_far_in_the_future_does_not_age_the_table_out() -> None:
+    t = ProductTable(window=W, max_entries=1000, keep_windows=5)
+    t.apply(Count("p", 3, 0, 4, 10))
+    t.apply(ManifestSeen("p", "ctl/0", 1, 1e9, 1e9 + W, 5, None))
+    assert t.counts[3][0].count == 4
+
+
+def test_a_replica_that_stops_reconciling_keeps_its_counters_and_drops_its_windows() -> None:
+    t = table()
+    rec = Reconciler("p", tracker(), W, OOO, partitions=1)
+    rec.activate(t)
+    for r in (Count("p", 1, 0, 3, 3), Progress("p", 0, 3, 25.0, False, 5.0)):
+        t.apply(r)
+        rec.apply(r, t)
+    assert rec.tracker.expected_total == 3 and rec.tracker.retained_windows > 0
+    rec.deactivate()
+    assert rec.tracker.expected_total == 3
+    assert rec.tracker.retained_windows == 0 and rec.tracker.open_windows == 0
