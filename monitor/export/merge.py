@@ -9,7 +9,8 @@ unchanged, so rules and dashboards see the same names and labels.
 
 Not additive, and merged as stated: a completeness window is judged by each
 worker on the partitions it owns, so with N > 1 windows come out `partial`
-(the same limitation as N replicas); `last_window_ratio` is kept only when one
+(the same limitation as N replicas) unless completeness_sharing is on (then one
+worker reconciles and the others export zeros); `last_window_ratio` is kept only when one
 worker reports it; `producers_tracked` is a sum (exact with per-partition
 sequence scope, an over-count with global scope).
 """

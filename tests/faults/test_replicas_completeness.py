@@ -12,6 +12,7 @@ and must be the same for every replica count, and equal to the script's truth.
 
 from __future__ import annotations
 
+import sys
 import time
 import uuid
 from collections.abc import Callable
@@ -289,3 +290,37 @@ def test_tansu_two_replicas_create_the_compacted_topic_and_agree(
     described = admin.describe_configs([ConfigResource("topic", shared)])
     config = next(iter(described.values())).result(10)
     assert config["cleanup.policy"].value == "compact"
+
+
+def test_workers_share_completeness_behind_one_metrics(
+    mock_only: Broker, tmp_path: Path, tidemark: Callable[..., TidemarkProcess]
+) -> None:
+    """`run --workers 2`: two consumers in the group, one /metrics, the same verdicts;
+    the merged counters are those of one instance owning everything."""
+    broker = mock_only
+    topic, control, shared = broker.new_topic(PARTITIONS), broker.new_topic(1), broker.new_topic(1)
+    script = Script(broker, topic, control)
+    group = f"tidemark-workers-{uuid.uuid4().hex[:8]}"
+    path = config(tmp_path / "workers.yaml", broker, topic, control, shared, group)
+    argv = [sys.executable, "-m", "monitor", "run", "--config", str(path), "--workers", "2"]
+    proc = tidemark(path, argv=argv, ready_timeout=45)
+    phase1 = script.phase1()
+    wait_for(proc.metrics_url, lambda s: s.total("tidemark_events_total") >= phase1, timeout=30)
+    script.phase2()
+    base = script.t0 // W
+    wait_verdicts(broker, shared, base, lambda v: v.get(5, (None,))[0] == "incomplete")
+    script.late()
+    got = wait_verdicts(broker, shared, base, lambda v: v.get(5, (None,))[0] == "complete")
+    assert got == TRUTH
+    judged = [v for v in TRUTH.values() if v[0] in ("complete", "incomplete")]
+    expected = sum(v[3] for v in judged)
+    observed = sum(min(v[2], v[3]) for v in judged)
+    samples = wait_for(
+        proc.metrics_url,
+        lambda s: s.total("tidemark_completeness_observed_events_total") == observed,
+        timeout=15,
+    )
+    assert samples.total("tidemark_completeness_expected_events_total") == expected
+    assert samples.total("tidemark_completeness_reconciler") == 1
+    assert samples.value("tidemark_windows_closed_total", verdict="partial") == 1
+    assert samples.total("tidemark_windows_recovered_total") == 1
