@@ -17,7 +17,7 @@ import threading
 import time
 import zlib
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import structlog
@@ -61,18 +61,6 @@ class SharedProduct:
     reconciler: Reconciler
 
 
-@dataclass(slots=True)
-class SharingStats:
-    """What the collector exports about sharing (read under the pipeline lock)."""
-
-    published: int = 0
-    publish_failures: int = 0
-    read: int = 0
-    undecodable: int = 0
-    catch_up_timeouts: int = 0
-    products: dict[str, SharedProduct] = field(default_factory=dict)  # by product name
-
-
 class Sharing:
     """Publishes observations, reads them back, and runs this replica's reconcilers."""
 
@@ -87,7 +75,7 @@ class Sharing:
         self.config = config
         self.pipeline = pipeline
         self.topic = config.topic
-        self.stats = SharingStats()
+        self.by_name: dict[str, SharedProduct] = {}
         self.by_topic: dict[str, SharedProduct] = {}
         for topic, product in pipeline.products.items():
             tracker = product.completeness
@@ -110,7 +98,7 @@ class Sharing:
             )
             tracker.share(shared.counts, shared.table, shared.reconciler)
             self.by_topic[topic] = shared
-            self.stats.products[product.config.name] = shared
+            self.by_name[product.config.name] = shared
         base = {k: v for k, v in kafka_conf.items() if k not in _CONSUMER_ONLY}
         librdkafka_log = logger or LibrdkafkaLogger()
         self._admin_conf = base
@@ -205,7 +193,6 @@ class Sharing:
             return {}
         started = time.monotonic()
         if not self.catch_up(self.config.catch_up_timeout):
-            self.stats.catch_up_timeouts += 1
             log.warning(
                 "completeness_catch_up_timeout",
                 topic=self.topic,
@@ -280,8 +267,7 @@ class Sharing:
                 failed.append(err)
 
         for record in records:
-            window = self.by_topic_name(record.product)
-            key = record_key(record, window)
+            key = record_key(record, self.by_name[record.product].table.window)
             value = encode_record(record)
             for _ in range(2):
                 try:
@@ -297,11 +283,6 @@ class Sharing:
                     self._producer.poll(1.0)
         left = self._producer.flush(self.config.publish_timeout)
         ok = left == 0 and not failed
-        with self.pipeline.lock:
-            if ok:
-                self.stats.published += len(records)
-            else:
-                self.stats.publish_failures += 1
         if not ok:
             log.warning(
                 "completeness_publish_failed",
@@ -311,10 +292,6 @@ class Sharing:
                 then="offsets stay owed until a later round succeeds",
             )
         return ok
-
-    def by_topic_name(self, product: str) -> float:
-        shared = self.stats.products.get(product)
-        return shared.table.window if shared is not None else 60.0
 
     # --- the reader -----------------------------------------------------------------
     def catch_up(self, timeout: float) -> bool:
@@ -333,28 +310,43 @@ class Sharing:
         waiting: list[threading.Event] = []
         targets: dict[int, int] | None = None
         while not self._stop.is_set():
-            if targets is None:
-                with self._lock:
-                    waiting, self._requests = self._requests, []
-                if waiting:
-                    targets = self._ends(parts)
-            try:  # short polls while an assignment waits to catch up
-                messages = self._reader.consume(500, 0.2 if targets is None else 0.02)
-            except KafkaException:
-                continue
-            self._apply(messages, position)
-            # Caught up: at the reported end and nothing more came (Tansu reports the
-            # last batch's base offset as the end, so an empty read confirms it).
-            if (
-                targets is not None
-                and not messages
-                and all(position[p] >= end for p, end in targets.items())
-            ):
-                for event in waiting:
-                    event.set()
-                waiting, targets = [], None
-            if targets is None:
-                self._roles()
+            try:
+                targets, waiting = self._turn(parts, position, targets, waiting)
+            except Exception as exc:  # a defect must not end the reader (nor block assigns)
+                log.error("completeness_reader_failed", error_type=type(exc).__name__)
+                self._stop.wait(1.0)
+
+    def _turn(
+        self,
+        parts: range,
+        position: dict[int, int],
+        targets: dict[int, int] | None,
+        waiting: list[threading.Event],
+    ) -> tuple[dict[int, int] | None, list[threading.Event]]:
+        """One read: take catch-up requests, apply records, release caught-up waiters."""
+        if targets is None:
+            with self._lock:
+                waiting, self._requests = self._requests, []
+            if waiting:
+                targets = self._ends(parts)
+        try:  # short polls while an assignment waits to catch up
+            messages = self._reader.consume(500, 0.2 if targets is None else 0.02)
+        except KafkaException:
+            return targets, waiting
+        self._apply(messages, position)
+        # Caught up: at the reported end and nothing more came (Tansu reports the last
+        # batch's base offset as the end, so an empty read confirms it).
+        if (
+            targets is not None
+            and not messages
+            and all(position[p] >= end for p, end in targets.items())
+        ):
+            for event in waiting:
+                event.set()
+            waiting, targets = [], None
+        if targets is None:
+            self._roles()
+        return targets, waiting
 
     def _topic_partitions(self, topic: str) -> int | None:
         """The product topic's partition count, when the loop could not say at assignment."""
@@ -381,16 +373,14 @@ class Sharing:
     def _apply(self, messages: list[Any], position: dict[int, int]) -> None:
         if not messages:
             return
-        by_name = self.stats.products
+        by_name = self.by_name
         with self.pipeline.lock:
             for msg in messages:
                 if msg.error() is not None:
                     continue
                 position[msg.partition()] = msg.offset() + 1
-                self.stats.read += 1
                 record = decode_record(msg.value())
-                if record is None:
-                    self.stats.undecodable += 1
+                if record is None:  # a tombstone, a newer version, not ours: skipped
                     continue
                 shared = by_name.get(record.product)
                 if shared is not None and shared.table.apply(record):
