@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from monitor.completeness.windows import WindowTracker
 from monitor.watermarks import product_watermark
@@ -37,6 +37,9 @@ class Progress:
     watermark: float | None
     idle: bool
     origin: float | None
+    # Rises with every record of the partition, across owners (a new owner continues
+    # from the table's): a replayed record never replaces a newer one.
+    seq: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,6 +80,7 @@ class Judged:
     credited: int
     surplus: int
     by_manifest: bool
+    rev: int = 0  # rises with every revision, across reconcilers
 
 
 Record = Progress | Count | ManifestSeen | Judged
@@ -160,17 +164,11 @@ class ProductTable:
         """Keep the record if it is news; returns whether anything changed."""
         if isinstance(record, Progress):
             old = self.progress.get(record.partition)
-            if old is not None and record.offset < old.offset:
-                return False  # an older owner's record read after the newer one
+            if old is not None and record.seq <= old.seq:
+                return False  # read again (replay), or an older owner's after the newer
             if old is not None and record.origin is None and old.origin is not None:
-                record = Progress(  # where the partition's history begins never changes
-                    record.product,
-                    record.partition,
-                    record.offset,
-                    record.watermark,
-                    record.idle,
-                    old.origin,
-                )
+                # where the partition's history begins never changes
+                record = replace(record, origin=old.origin)
             if old is None:
                 self.entries += 1
             self.progress[record.partition] = record
@@ -209,11 +207,13 @@ class ProductTable:
             self.entries += 1
             return True
         if isinstance(record, Judged):
-            if record.k not in self.judged:
+            old = self.judged.get(record.k)
+            if old is not None and record.rev <= old.rev:
+                return False
+            if old is None:
                 self.entries += 1
-            changed = self.judged.get(record.k) != record
             self.judged[record.k] = record
-            return changed
+            return True
         return False
 
     def _drop_oldest(self) -> None:
@@ -267,20 +267,27 @@ class PartitionCounts:
     counts: dict[int, dict[int, int]] = field(default_factory=dict)  # partition -> k -> n
     dirty: dict[int, set[int]] = field(default_factory=dict)
     origins: dict[int, float | None] = field(default_factory=dict)
-    published: dict[int, Progress] = field(default_factory=dict)
+    published: dict[int, Progress] = field(default_factory=dict)  # last sent, seq 0
+    seqs: dict[int, int] = field(default_factory=dict)
     manifests: list[ManifestSeen] = field(default_factory=list)  # waiting to be published
     dropped: int = 0
 
-    def seed(self, partition: int, counted: dict[int, int], origin: float | None) -> None:
+    def seed(
+        self, partition: int, counted: dict[int, int], origin: float | None, seq: int = 0
+    ) -> None:
+        """Continue from the table's latest observations of the partition (seq: its
+        latest progress record's)."""
         self.counts[partition] = dict(counted)
         self.dirty[partition] = set()
         self.origins[partition] = origin
+        self.seqs[partition] = seq
         self.published.pop(partition, None)
 
     def forget(self, partition: int) -> None:
         self.counts.pop(partition, None)
         self.dirty.pop(partition, None)
         self.origins.pop(partition, None)
+        self.seqs.pop(partition, None)
         self.published.pop(partition, None)
 
     def count(self, partition: int, event_time: float) -> None:
@@ -320,7 +327,8 @@ class PartitionCounts:
             )
             if self.published.get(partition) != record:
                 self.published[partition] = record
-                progress.append(record)
+                seq = self.seqs[partition] = self.seqs.get(partition, 0) + 1
+                progress.append(replace(record, seq=seq))
         out.extend(self.manifests)
         self.manifests.clear()
         out.extend(progress)
@@ -410,7 +418,9 @@ class Reconciler:
                 win.surplus,
                 win.by_manifest,
             )
-            if self.published.get(win.k) != j:
+            last = self.published.get(win.k)
+            if last is None or replace(last, rev=0) != j:
+                j = replace(j, rev=(last.rev if last is not None else 0) + 1)
                 self.published[win.k] = j
                 out.append(j)
         if len(self.published) > 2 * max(1, len(out)) + 10_000:

@@ -216,6 +216,7 @@ class Sharing:
                     partition,
                     shared.table.counted(partition),
                     progress.origin if progress is not None else None,
+                    progress.seq if progress is not None else 0,
                 )
                 if progress is not None:
                     covered[(topic, partition)] = progress.offset

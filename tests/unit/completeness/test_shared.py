@@ -86,7 +86,12 @@ class World:
             t.apply(r)
         counts = PartitionCounts("p", W, max_windows=1000)
         progress = t.progress.get(partition)
-        counts.seed(partition, t.counted(partition), progress.origin if progress else None)
+        counts.seed(
+            partition,
+            t.counted(partition),
+            progress.origin if progress else None,
+            progress.seq if progress else 0,
+        )
         covered = progress.offset if progress else 0
         resume = max(self.committed.get(partition, 0), covered)
         owner = Owner(partition, counts, resume)
@@ -110,7 +115,8 @@ class World:
     def finish(self, owner: Owner) -> None:
         self.step(owner, len(self.partitions[owner.partition]))
         self.publish(owner, commit=True)
-        self.log.append(Progress("p", owner.partition, owner.position, END, True, None))
+        # Time moves on: the partition's watermark passes every window.
+        self.log.extend(owner.counts.drain([(owner.partition, owner.position, END, True)]))
 
 
 def reconcile(log: list[Record], handovers: list[int], partitions: int, **kw: bool) -> Result:
@@ -158,13 +164,17 @@ event_times = st.lists(st.integers(0, 80).map(float), min_size=0, max_size=25)
         max_size=25,
     ),
     handover_at=st.lists(st.floats(0.0, 1.0), max_size=3),
+    replay=st.tuples(st.floats(0.0, 1.0), st.floats(0.0, 1.0)),
 )
 def test_any_split_gives_single_instance_verdicts(
     parts: list[list[float]],
     plan: list[tuple[int, int, bool, bool]],
     handover_at: list[float],
+    replay: tuple[float, float],
 ) -> None:
-    """plan: (partition, events to process, publish+commit / crash, hand over after)."""
+    """plan: (partition, events to process, publish+commit / crash, hand over after);
+    replay: a prefix of the topic is read again at some point (a reader restarted, a
+    producer retry): records are cumulative, so nothing changes."""
     world = World(parts)
     owners = {p: world.take_over(p) for p in range(len(parts))}
     for p, n, commit, handover in plan:
@@ -179,7 +189,9 @@ def test_any_split_gives_single_instance_verdicts(
         world.finish(owner)
     # The reconciler moves at these fractions of the log (partition 0 changed hands).
     at = [int(f * len(world.log)) for f in handover_at]
-    got = reconcile(world.log, at, len(parts))
+    cut, where = int(replay[0] * len(world.log)), int(replay[1] * len(world.log))
+    log = world.log[:where] + world.log[:cut] + world.log[where:]
+    got = reconcile(log, at, len(parts))
     assert_same_verdicts(got, single(parts))
 
 
@@ -274,9 +286,10 @@ def test_table_is_bounded_and_counts_what_it_dropped() -> None:
 
 def test_older_progress_never_replaces_newer() -> None:
     t = table()
-    assert t.apply(Progress("p", 0, 10, 50.0, False, 1.0))
-    assert not t.apply(Progress("p", 0, 8, 40.0, False, 1.0))
-    assert t.progress[0].offset == 10
+    assert t.apply(Progress("p", 0, 10, 50.0, False, 1.0, seq=2))
+    assert not t.apply(Progress("p", 0, 8, 40.0, False, 1.0, seq=1))
+    assert not t.apply(Progress("p", 0, 10, None, False, 1.0, seq=2))  # a replay
+    assert t.progress[0].offset == 10 and t.progress[0].watermark == 50.0
     assert t.apply(Count("p", 1, 0, 4, 10))
     assert not t.apply(Count("p", 1, 0, 3, 8))  # counts only grow
 
@@ -292,10 +305,21 @@ def test_a_replica_that_stops_reconciling_keeps_its_counters_and_drops_its_windo
     t = table()
     rec = Reconciler("p", tracker(), W, OOO, partitions=1)
     rec.activate(t)
-    for r in (Count("p", 1, 0, 3, 3), Progress("p", 0, 3, 25.0, False, 5.0)):
+    for r in (Count("p", 1, 0, 3, 3), Progress("p", 0, 3, 25.0, False, 5.0, seq=1)):
         t.apply(r)
         rec.apply(r, t)
     assert rec.tracker.expected_total == 3 and rec.tracker.retained_windows > 0
     rec.deactivate()
     assert rec.tracker.expected_total == 3
     assert rec.tracker.retained_windows == 0 and rec.tracker.open_windows == 0
+
+
+def test_a_replayed_older_verdict_does_not_make_a_successor_credit_again() -> None:
+    t = table()
+    assert t.apply(Judged("p", 1, COMPLETE, False, 9, 9, 9, 0, True, rev=2))
+    assert not t.apply(Judged("p", 1, INCOMPLETE, False, 8, 9, 8, 0, True, rev=1))
+    rec = Reconciler("p", tracker(), W, OOO, partitions=1)
+    t.apply(Count("p", 1, 0, 9, 9))
+    rec.activate(t)
+    assert rec.tracker.observed_total == 0  # credited by the predecessor, not again
+    assert rec.changes() == []
