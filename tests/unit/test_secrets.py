@@ -277,6 +277,18 @@ def test_repeated_librdkafka_complaints_are_logged_once_per_interval(
     assert sum(r["facility"] == "BROKER" for r in records) == 100  # debug: never dropped
 
 
+def test_registry_requests_are_logged_only_at_debug(
+    json_logs: pytest.CaptureFixture[str],
+) -> None:
+    configure_logging("json", "info")
+    logging.getLogger("httpx").info("HTTP Request: GET https://registry/subjects")
+    logging.getLogger("httpx").warning("HTTP retry")
+    assert [r["event"] for r in lines(json_logs)] == ["HTTP retry"]
+    configure_logging("json", "debug")
+    logging.getLogger("httpx").info("HTTP Request: GET https://registry/subjects")
+    assert [r["event"] for r in lines(json_logs)] == ["HTTP Request: GET https://registry/subjects"]
+
+
 def test_repeat_limiter_is_bounded() -> None:
     limiter = RepeatLimiter(interval=30.0, max_keys=10, clock=lambda: 0.0)
     for key in range(1000):
