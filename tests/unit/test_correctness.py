@@ -339,12 +339,11 @@ def test_a_contract_switch_keeps_counting_and_changes_the_exported_version() -> 
     ]
 
 
-def test_validate_lists_rules_settings_from_odcs_and_what_is_not_evaluated(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
+def validate(tmp_path: Path, capsys: pytest.CaptureFixture[str], odcs: str, extra: str = "") -> str:
+    """`tidemark validate` of an orders product with this ODCS file; its output."""
     from monitor.cli import main
 
-    (tmp_path / "o.odcs.yaml").write_text(ODCS)
+    (tmp_path / "o.odcs.yaml").write_text(odcs)
     path = tmp_path / "tidemark.yaml"
     path.write_text(
         f"""
@@ -354,13 +353,21 @@ products:
     contract: {CONTRACT}
     odcs: o.odcs.yaml
     encoding: avro-raw
-    rules_sample_ratio: 0.5
-    rules:
-      - {{name: small, cel: "message.amount_cents < 100000"}}
-"""
+{extra}"""
     )
     assert main(["validate", "--config", str(path)]) == 0
-    out = capsys.readouterr().out
+    return capsys.readouterr().out
+
+
+def test_validate_lists_rules_settings_from_odcs_and_what_is_not_evaluated(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    rules = """\
+    rules_sample_ratio: 0.5
+    rules:
+      - {name: small, cel: "message.amount_cents < 100000"}
+"""
+    out = validate(tmp_path, capsys, ODCS, rules)
     assert "ok  orders: topic shop.orders" in out and "owner team-odcs" in out
     assert "from the contract: description, owner, freshness.threshold, event_time" in out
     assert "rules evaluated (sampled 0.5): small, currency_enum, amount_cents_range" in out

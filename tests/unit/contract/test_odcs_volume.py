@@ -12,6 +12,7 @@ from monitor.contract.odcs import OdcsContract, parse_odcs
 from monitor.contract.odcs_volume import Volume, cron_period, plan_volume
 from monitor.errors import ConfigError, ContractError
 from monitor.runtime.products import resolve_product
+from tests.unit.test_correctness import validate
 from tests.unit.test_pipeline import CONTRACT
 
 HOURLY = [{"property": "tidemark.window", "value": "1h"}]
@@ -313,21 +314,6 @@ def test_filled_settings_that_break_the_completeness_config_are_refused(tmp_path
 def test_validate_prints_what_row_count_became(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from monitor.cli import main
-
-    (tmp_path / "o.odcs.yaml").write_text(ODCS)
-    path = tmp_path / "tidemark.yaml"
-    path.write_text(
-        f"""
-products:
-  - name: orders
-    topic: shop.orders
-    contract: {CONTRACT}
-    odcs: o.odcs.yaml
-    encoding: avro-raw
-"""
-    )
-    assert main(["validate", "--config", str(path)]) == 0
-    out = capsys.readouterr().out
+    out = validate(tmp_path, capsys, ODCS)
     assert "odcs rowCount orders_volume: expected volume at least 40 events per 600s" in out
     assert "not evaluated" not in out
