@@ -22,6 +22,7 @@ from monitor.pipeline import ContractVersion, Pipeline, ProductPipeline
 from monitor.runtime.app import build_pipeline, violations_json
 from monitor.runtime.health import HealthState
 from monitor.runtime.products import merged_config, resolve_product
+from tests.unit.fakes import order as fake_order
 from tests.unit.test_pipeline import CONTRACT, NOW, TOPIC, Msg, product_config
 
 RULES = [
@@ -51,22 +52,7 @@ schema:
 
 
 def order(seq: int, amount: int = 100, currency: str = "EUR", event_time: float = NOW - 1) -> bytes:
-    import io
-
-    from fastavro import schemaless_writer
-
-    buf = io.BytesIO()
-    record = {
-        "order_id": f"o-{seq}",
-        "customer_id": "c-1",
-        "amount_cents": amount,
-        "currency": currency,
-        "occurred_at": int(event_time * 1000),
-        "producer_id": "p",
-        "sequence": seq,
-    }
-    schemaless_writer(buf, Contract.load(CONTRACT).parsed, record)
-    return buf.getvalue()
+    return fake_order(seq, event_time, amount_cents=amount, currency=currency)
 
 
 def build(rules: list[dict[str, Any]] | None = None, kept: int = 100, **cfg: Any) -> Pipeline:
