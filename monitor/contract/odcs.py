@@ -56,9 +56,10 @@ from typing import Any
 import yaml
 
 from monitor.contract.metadata import NAMESPACE, settings_from_properties
-from monitor.contract.odcs_rules import NotEvaluated, Path_, PropertyRules, RuleSpec, _dotted
+from monitor.contract.odcs_rules import NotEvaluated, Path_, PropertyRules, RuleSpec
 from monitor.contract.odcs_volume import Volume
 from monitor.errors import ContractError
+from monitor.yamlpaths import dotted, line_index
 
 __all__ = [
     "NotEvaluated",
@@ -120,34 +121,12 @@ def load_odcs(path: Path | str, object_name: str | None = None) -> OdcsContract:
         mark = getattr(exc, "problem_mark", None)
         where = f"{path}:{mark.line + 1}" if mark else str(path)
         raise ContractError(f"odcs {where}: not valid YAML: {exc}") from None
-    return _Reader(path, _line_index(text)).read(data, object_name)
+    return _Reader(path, line_index(text)).read(data, object_name)
 
 
 def parse_odcs(data: Any, path: Path, object_name: str | None = None) -> OdcsContract:
     """Map an already-parsed ODCS document (tests, embedded contracts)."""
     return _Reader(path, {}).read(data, object_name)
-
-
-def _line_index(text: str) -> dict[Path_, int]:
-    lines: dict[Path_, int] = {}
-
-    def walk(node: yaml.Node, at: Path_) -> None:
-        lines.setdefault(at, node.start_mark.line + 1)
-        if isinstance(node, yaml.MappingNode):
-            for key, value in node.value:
-                lines[(*at, str(key.value))] = key.start_mark.line + 1
-                walk(value, (*at, str(key.value)))
-        elif isinstance(node, yaml.SequenceNode):
-            for i, item in enumerate(node.value):
-                walk(item, (*at, i))
-
-    try:
-        root = yaml.compose(text, Loader=yaml.SafeLoader)
-    except yaml.YAMLError:
-        return lines
-    if root is not None:
-        walk(root, ())
-    return lines
 
 
 class _Reader(PropertyRules):
@@ -307,7 +286,7 @@ class _Reader(PropertyRules):
             if vol.window is None and frequency is not None:
                 f_at, entry = frequency
                 seconds = self.duration(entry, f_at, "frequency")  # an error only when used
-                vol = replace(vol, window=seconds, window_from=f"{_dotted(f_at)} frequency")
+                vol = replace(vol, window=seconds, window_from=f"{dotted(f_at)} frequency")
             resolved.append((at, vol))
         if resolved:
             first = resolved[0][1].window

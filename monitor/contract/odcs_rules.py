@@ -24,6 +24,7 @@ from monitor.contract.odcs_volume import (
 )
 from monitor.durations import parse_duration
 from monitor.errors import ContractError
+from monitor.yamlpaths import KeyPath, dotted, line_of
 
 RuleKind = Literal["not_null", "allowed_values", "pattern", "range", "cel"]
 _METRICS = ("nullValues", "missingValues", "invalidValues", "duplicateValues", "rowCount")
@@ -40,7 +41,7 @@ _OPERATORS = (
 _CEL_PATH = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
 _MAX_RULES = 10_000  # a contract, not a data set: bounds rules and findings from one file
 
-Path_ = tuple[str | int, ...]
+Path_ = KeyPath
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,10 +68,6 @@ class NotEvaluated:
     why: str
 
 
-def _dotted(at: Path_) -> str:
-    return ".".join(f"[{p}]" if isinstance(p, int) else p for p in at).replace(".[", "[")
-
-
 class Findings:
     """What reading one file found: rules, parts not evaluated, and how to word errors."""
 
@@ -83,14 +80,14 @@ class Findings:
 
     # --- errors and findings ----------------------------------------------------------
     def error(self, at: Path_, message: str) -> ContractError:
-        line = next((self.lines[at[:n]] for n in range(len(at), 0, -1) if at[:n] in self.lines), 0)
+        line = line_of(self.lines, at)
         where = f"{self.path}:{line}" if line else str(self.path)
-        return ContractError(f"odcs {where}: {_dotted(at) or '(top level)'}: {message}")
+        return ContractError(f"odcs {where}: {dotted(at) or '(top level)'}: {message}")
 
     def skip(self, at: Path_, label: str, why: str) -> None:
         if len(self.skipped) >= _MAX_RULES:
             raise self.error(at, f"more than {_MAX_RULES} parts not evaluated; split the contract")
-        self.skipped.append(NotEvaluated(f"{_dotted(at)} ({label})", why))
+        self.skipped.append(NotEvaluated(f"{dotted(at)} ({label})", why))
 
     def rule(self, at: Path_, name: str, fld: str, kind: RuleKind, **args: Any) -> None:
         if len(self.rules) >= _MAX_RULES:
@@ -99,7 +96,7 @@ class Findings:
         while unique in self.names:
             unique, n = f"{name}_{n}", n + 1
         self.names.add(unique)
-        self.rules.append(RuleSpec(unique, fld, kind, args, _dotted(at)))
+        self.rules.append(RuleSpec(unique, fld, kind, args, dotted(at)))
 
     def mapping(self, value: Any, at: Path_) -> dict[str, Any]:
         if not isinstance(value, dict):
@@ -364,7 +361,7 @@ class PropertyRules(Findings):
         if len(self.volumes) >= _MAX_RULES:
             raise self.error(at, f"more than {_MAX_RULES} rowCount rules; split the contract")
         window, window_from = self.rule_window(rule, at, label)
-        self.volumes.append((at, Volume(floor, window, window_from, label, _dotted(at))))
+        self.volumes.append((at, Volume(floor, window, window_from, label, dotted(at))))
 
     def rule_window(self, rule: dict[str, Any], at: Path_, label: str) -> tuple[float | None, str]:
         """The window a rowCount names itself: tidemark.window, else a fixed-interval cron."""
