@@ -106,3 +106,12 @@ def test_an_odcs_row_count_judges_windows_by_volume(
     assert count(s, "tidemark_completeness_expected_events_total") == 3 * FLOOR
     assert count(s, "tidemark_completeness_observed_events_total") == 4 + 2 + 4
     assert count(s, "tidemark_window_completeness_ratio") == 5 / FLOOR  # window 3, uncapped
+    # said once at start-up: where the floor and the window came from
+    [filled] = [
+        r for r in daemon.log_records() if r.get("event") == "product_settings_from_contract"
+    ]
+    assert filled["expected_volume"] == (
+        f"odcs rowCount orders_volume: expected volume at least {FLOOR} events per {W}s "
+        f"completeness window (tidemark.window {W}s)"
+    )
+    assert not [r for r in daemon.log_records() if r.get("event") == "rules_not_evaluated"]
