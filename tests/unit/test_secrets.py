@@ -17,20 +17,10 @@ from monitor.config import load_settings, loggable
 from monitor.errors import ConfigError
 from monitor.logs import LibrdkafkaLogger, RepeatLimiter, configure_logging
 from monitor.redact import REDACTOR, Redactor, looks_secret, mask_patterns
+from tests.unit.test_config import MINIMAL
 
 REPO = Path(__file__).resolve().parents[2]
 
-MINIMAL = """\
-kafka:
-  bootstrap_servers: 127.0.0.1:9092
-products:
-  - name: orders
-    owner: team-checkout
-    topic: shop.orders
-    contract: contracts/orders.avsc
-    encoding: avro-raw
-    event_time: occurred_at
-"""
 SECRET = "s3cr3t-Value-9f8e7d"
 
 
