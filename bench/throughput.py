@@ -212,27 +212,9 @@ BENCH_RULES = (
 
 
 def register_rules_contract(registry: SchemaRegistryClient) -> int:
-    from confluent_kafka.schema_registry import Rule, RuleKind, RuleMode, RuleSet
+    from monitor.contract.registered import cel_rule_set
 
-    rules = [
-        Rule(
-            name=name,
-            doc=None,
-            kind=RuleKind.CONDITION,
-            mode=RuleMode.WRITEREAD,
-            type="CEL",
-            tags=None,
-            params=None,
-            expr=expr,
-            on_success=None,
-            on_failure="ERROR",
-            disabled=False,
-        )
-        for name, expr in BENCH_RULES
-    ]
-    schema = Schema(
-        CONTRACT.read_text(), "AVRO", rule_set=RuleSet(migration_rules=None, domain_rules=rules)
-    )
+    schema = Schema(CONTRACT.read_text(), "AVRO", rule_set=cel_rule_set(BENCH_RULES))
     return int(registry.register_schema(RULES_SUBJECT, schema))
 
 

@@ -146,6 +146,8 @@ def _validate(config: Path | None) -> int:
         )
         if setup.filled:
             print(f"    from the contract: {', '.join(setup.filled)}")
+        if setup.expected_volume:
+            print(f"    {setup.expected_volume}")
         if len(setup.rules):
             ratio = "" if cfg.rules_sample_ratio >= 1 else f" (sampled {cfg.rules_sample_ratio})"
             print(f"    rules evaluated{ratio}: {', '.join(setup.rules.names)}")

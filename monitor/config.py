@@ -32,6 +32,7 @@ from monitor.errors import ConfigError
 from monitor.export.webconfig import load_web_config
 from monitor.redact import SECRET_WORD, looks_secret, mask_patterns
 from monitor.sizes import ByteSize
+from monitor.yamlpaths import KeyPath, dotted, line_index, line_of
 
 CONFIG_ENV = "TIDEMARK_CONFIG"
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
@@ -537,42 +538,12 @@ def loggable(settings: Settings) -> dict[str, Any]:
     return masked
 
 
-def _line_index(text: str) -> dict[tuple[str | int, ...], int]:
-    """Map each key path in the YAML document to its 1-based line."""
-    lines: dict[tuple[str | int, ...], int] = {}
-
-    def walk(node: yaml.Node, path: tuple[str | int, ...]) -> None:
-        lines.setdefault(path, node.start_mark.line + 1)
-        if isinstance(node, yaml.MappingNode):
-            for key, value in node.value:
-                child = (*path, str(key.value))
-                lines[child] = key.start_mark.line + 1
-                walk(value, child)
-        elif isinstance(node, yaml.SequenceNode):
-            for i, item in enumerate(node.value):
-                walk(item, (*path, i))
-
-    try:
-        root = yaml.compose(text, Loader=yaml.SafeLoader)
-    except yaml.YAMLError:
-        return lines
-    if root is not None:
-        walk(root, ())
-    return lines
-
-
-def _format_errors(
-    path: Path, exc: ValidationError, lines: dict[tuple[str | int, ...], int]
-) -> str:
+def _format_errors(path: Path, exc: ValidationError, lines: dict[KeyPath, int]) -> str:
     out = [f"{path}: invalid configuration ({exc.error_count()} problem(s))"]
     for err in exc.errors(include_url=False, include_input=False):
         loc = tuple(err["loc"])
-        key = ".".join(f"[{p}]" if isinstance(p, int) else str(p) for p in loc).replace(".[", "[")
-        line = None
-        for n in range(len(loc), 0, -1):
-            if loc[:n] in lines:
-                line = lines[loc[:n]]
-                break
+        key = dotted(loc)
+        line = line_of(lines, loc)
         where = f"{path}:{line}" if line else str(path)
         message = err["msg"].removeprefix("Value error, ")
         if err["type"] == "extra_forbidden":
@@ -616,7 +587,7 @@ def load_settings(path: Path | str | None = None) -> Settings:
     try:
         return Settings(**data)
     except ValidationError as exc:
-        raise ConfigError(_format_errors(config_path, exc, _line_index(text))) from None
+        raise ConfigError(_format_errors(config_path, exc, line_index(text))) from None
 
 
 def _resolve_paths(product: dict[str, Any], base: Path) -> None:

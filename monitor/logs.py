@@ -50,11 +50,19 @@ def configure_logging(
         cache_logger_on_first_use=True,
     )
     # Any library using stdlib logging goes the same way.
-    logging.basicConfig(
-        handlers=[_ToStructlog()], level=logging.getLevelNamesMapping()[level.upper()], force=True
-    )
+    threshold = logging.getLevelNamesMapping()[level.upper()]
+    logging.basicConfig(handlers=[_ToStructlog()], level=threshold, force=True)
+    # httpx logs every registry request at info: at the default level that is one line
+    # per look-up and per subject poll, noise that hides what operators look for.
+    for chatty in _CHATTY_LIBRARIES:
+        logging.getLogger(chatty).setLevel(
+            threshold if threshold <= logging.DEBUG else logging.WARNING
+        )
     sys.excepthook = _log_uncaught
     threading.excepthook = _log_thread_uncaught
+
+
+_CHATTY_LIBRARIES = ("httpx", "httpcore")
 
 
 class _ToStructlog(logging.Handler):

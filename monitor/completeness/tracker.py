@@ -10,6 +10,7 @@ only counts in `observe()` (hot path); windows close and gaps are declared in
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from monitor.completeness.baseline import Baseline
 from monitor.completeness.config import CompletenessConfig
@@ -58,6 +59,39 @@ class CompletenessSnapshot:
     shared: int = 0
     reconciling: int = 0
     observations_dropped_total: int = 0
+
+
+# Snapshot field -> the WindowTracker / SequenceTracker attribute it copies; 0 while
+# that part of completeness is off for the product.
+_WINDOW_COUNTS = {
+    "expected_events_total": "expected_total",
+    "observed_events_total": "observed_total",
+    "windows_recovered_total": "recovered",
+    "windows_degraded_total": "degraded",
+    "windows_skipped_total": "skipped",
+    "window_surplus_events_total": "surplus_total",
+    "late_amendments_total": "late_amendments",
+    "late_events_dropped_total": "late_dropped",
+    "events_beyond_open_windows_total": "beyond_open",
+    "manifests_accepted_total": "manifests_accepted",
+    "manifests_duplicate_total": "manifests_duplicate",
+    "manifests_superseded_total": "manifests_superseded",
+    "open_windows": "open_windows",
+    "retained_windows": "retained_windows",
+}
+_SEQUENCE_COUNTS = {
+    "sequence_missing_total": "missing",
+    "sequence_duplicate_total": "duplicate",
+    "sequence_out_of_order_total": "out_of_order",
+    "sequence_late_total": "late",
+    "sequence_pre_baseline_total": "pre_baseline",
+    "sequence_resets_total": "resets",
+    "sequence_abandoned_total": "abandoned",
+    "sequence_overflowed_total": "overflowed",
+    "producers_tracked": "producers_tracked",
+    "producer_evictions_total": "evictions",
+    "pending_gaps": "pending_gaps",
+}
 
 
 class CompletenessTracker:
@@ -196,38 +230,15 @@ class CompletenessTracker:
 
     def snapshot(self) -> CompletenessSnapshot:
         w, s = self._windows, self._seq
-        closed = dict(w.closed_total) if w else dict.fromkeys(VERDICTS, 0)
-        rejected = dict(w.manifests_rejected) if w else dict.fromkeys(REJECT_REASONS, 0)
+        counts: dict[str, Any] = {f: getattr(w, a) if w else 0 for f, a in _WINDOW_COUNTS.items()}
+        counts |= {f: getattr(s, a) if s else 0 for f, a in _SEQUENCE_COUNTS.items()}
         return CompletenessSnapshot(
-            expected_events_total=w.expected_total if w else 0,
-            observed_events_total=w.observed_total if w else 0,
             last_window_ratio=w.last_ratio if w else None,
-            windows_closed_total=closed,
-            windows_recovered_total=w.recovered if w else 0,
-            windows_degraded_total=w.degraded if w else 0,
-            windows_skipped_total=w.skipped if w else 0,
-            window_surplus_events_total=w.surplus_total if w else 0,
-            late_amendments_total=w.late_amendments if w else 0,
-            late_events_dropped_total=w.late_dropped if w else 0,
-            events_beyond_open_windows_total=w.beyond_open if w else 0,
-            manifests_accepted_total=w.manifests_accepted if w else 0,
-            manifests_duplicate_total=w.manifests_duplicate if w else 0,
-            manifests_superseded_total=w.manifests_superseded if w else 0,
-            manifests_rejected_total=rejected,
-            sequence_missing_total=s.missing if s else 0,
-            sequence_duplicate_total=s.duplicate if s else 0,
-            sequence_out_of_order_total=s.out_of_order if s else 0,
-            sequence_late_total=s.late if s else 0,
-            sequence_pre_baseline_total=s.pre_baseline if s else 0,
-            sequence_resets_total=s.resets if s else 0,
-            sequence_abandoned_total=s.abandoned if s else 0,
-            sequence_overflowed_total=s.overflowed if s else 0,
+            windows_closed_total=dict(w.closed_total) if w else dict.fromkeys(VERDICTS, 0),
+            manifests_rejected_total=(
+                dict(w.manifests_rejected) if w else dict.fromkeys(REJECT_REASONS, 0)
+            ),
             sequence_untracked_total=self._untracked,
-            producers_tracked=s.producers_tracked if s else 0,
-            producer_evictions_total=s.evictions if s else 0,
-            pending_gaps=s.pending_gaps if s else 0,
-            open_windows=w.open_windows if w else 0,
-            retained_windows=w.retained_windows if w else 0,
             objective=self.config.objective,
             shared=int(self.shared is not None),
             reconciling=int(self.reconciler is not None and self.reconciler.active),
@@ -236,6 +247,7 @@ class CompletenessTracker:
                 if self.shared is not None and self.shared_table is not None
                 else 0
             ),
+            **counts,
         )
 
     # --- internals -----------------------------------------------------------------

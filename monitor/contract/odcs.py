@@ -25,6 +25,10 @@ object properties give dotted paths such as `customer.id`):
     quality missingValues ['', 'N/A']            not_null (null is always missing) + cel
                                                  `!(message.f in ["", "N/A"])`
     quality invalidValues validValues / pattern  allowed_values / pattern
+    schema quality rowCount (a minimum)          completeness.expected.min_events_per_window
+                                                 in the window the rule, its cron schedule,
+                                                 the SLA frequency or the config names
+                                                 (monitor.contract.odcs_volume)
 
 A library rule becomes a per-event rule when its operator allows zero violations.
 A tolerance (`mustBeLessThan: 5` rows, `< 1` percent) is dataset-level: the rule is
@@ -33,9 +37,9 @@ tolerance is reported as not evaluated; an operator that demands violations
 (`mustBeGreaterThan: 0`) yields no rule. `mustBeBetween` is inclusive.
 
 Reported as not evaluated: text, sql and custom rules, duplicateValues, unique,
-primaryKey, rowCount (a stream has no total), string length, format, date bounds,
-multipleOf, rules under array items, and SLA properties other than latency
-(frequency, retention, availability...).
+primaryKey, a rowCount without a minimum or a window (and its upper bound), string
+length, format, date bounds, multipleOf, rules under array items, and SLA properties
+other than latency (retention, availability..., frequency unless a rowCount's window).
 Properties and quality rules are walked in `odcs_rules.py`; this module reads the
 document level. `unknown_fields(odcs, avro_schema)` lists rule fields the Avro
 schema lacks, for the caller to refuse before a typo fails every event.
@@ -45,7 +49,7 @@ from __future__ import annotations
 
 import math
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -53,9 +57,19 @@ import yaml
 
 from monitor.contract.metadata import NAMESPACE, settings_from_properties
 from monitor.contract.odcs_rules import NotEvaluated, Path_, PropertyRules, RuleSpec
+from monitor.contract.odcs_volume import Volume
 from monitor.errors import ContractError
+from monitor.yamlpaths import dotted, line_index
 
-__all__ = ["NotEvaluated", "OdcsContract", "RuleSpec", "load_odcs", "parse_odcs", "unknown_fields"]
+__all__ = [
+    "NotEvaluated",
+    "OdcsContract",
+    "RuleSpec",
+    "Volume",
+    "load_odcs",
+    "parse_odcs",
+    "unknown_fields",
+]
 
 _UNIT_SECONDS = {
     **dict.fromkeys(("ms", "millisecond", "milliseconds"), 0.001),
@@ -84,6 +98,7 @@ class OdcsContract:
     settings: dict[str, Any]  # partial product settings (see metadata.merge_settings)
     rules: tuple[RuleSpec, ...]
     not_evaluated: tuple[NotEvaluated, ...] = field(default=())
+    volume: Volume | None = None  # a rowCount rule: expected events per window
 
     def report(self) -> list[str]:
         """One line per part Tidemark does not check, for a single start-up log."""
@@ -106,34 +121,12 @@ def load_odcs(path: Path | str, object_name: str | None = None) -> OdcsContract:
         mark = getattr(exc, "problem_mark", None)
         where = f"{path}:{mark.line + 1}" if mark else str(path)
         raise ContractError(f"odcs {where}: not valid YAML: {exc}") from None
-    return _Reader(path, _line_index(text)).read(data, object_name)
+    return _Reader(path, line_index(text)).read(data, object_name)
 
 
 def parse_odcs(data: Any, path: Path, object_name: str | None = None) -> OdcsContract:
     """Map an already-parsed ODCS document (tests, embedded contracts)."""
     return _Reader(path, {}).read(data, object_name)
-
-
-def _line_index(text: str) -> dict[Path_, int]:
-    lines: dict[Path_, int] = {}
-
-    def walk(node: yaml.Node, at: Path_) -> None:
-        lines.setdefault(at, node.start_mark.line + 1)
-        if isinstance(node, yaml.MappingNode):
-            for key, value in node.value:
-                lines[(*at, str(key.value))] = key.start_mark.line + 1
-                walk(value, (*at, str(key.value)))
-        elif isinstance(node, yaml.SequenceNode):
-            for i, item in enumerate(node.value):
-                walk(item, (*at, i))
-
-    try:
-        root = yaml.compose(text, Loader=yaml.SafeLoader)
-    except yaml.YAMLError:
-        return lines
-    if root is not None:
-        walk(root, ())
-    return lines
 
 
 class _Reader(PropertyRules):
@@ -159,7 +152,8 @@ class _Reader(PropertyRules):
             self.properties(obj.get("properties"), (*obj_at, "properties"), "", fields)
             for i, rule in enumerate(self.items(obj.get("quality"), (*obj_at, "quality"))):
                 self.object_quality(rule, (*obj_at, "quality", i))
-        self.sla(doc, obj, fields, settings)
+        frequency = self.sla(doc, obj, fields, settings)
+        volume = self.volume(frequency)
         name = None if obj is None else str(obj.get("physicalName") or obj.get("name"))
         return OdcsContract(
             self.path,
@@ -169,6 +163,7 @@ class _Reader(PropertyRules):
             settings,
             tuple(self.rules),
             tuple(self.skipped),
+            volume,
         )
 
     def header(self, doc: dict[str, Any]) -> dict[str, Any]:
@@ -248,13 +243,18 @@ class _Reader(PropertyRules):
         obj: dict[str, Any] | None,
         fields: dict[str, str],
         settings: dict[str, Any],
-    ) -> None:
+    ) -> tuple[Path_, dict[str, Any]] | None:
+        """Latency → freshness; returns the first frequency entry, a rowCount's window."""
         latencies: list[tuple[float, Path_, str | None]] = []
+        frequency: tuple[Path_, dict[str, Any]] | None = None
         for i, raw in enumerate(self.items(doc.get("slaProperties"), ("slaProperties",))):
             at: Path_ = ("slaProperties", i)
             entry = self.mapping(raw, at)
             prop = self.text(entry.get("property"), (*at, "property"))
             prop = _SLA_SYNONYMS.get(prop.lower(), prop.lower())
+            if prop == "frequency" and frequency is None:
+                frequency = (at, entry)
+                continue
             if prop != "latency":
                 why = _SLA_WHY.get(prop, "no Tidemark measurement for this service level")
                 self.skip(at, f"{prop} {entry.get('value')!r}", why)
@@ -266,7 +266,7 @@ class _Reader(PropertyRules):
                 fld = self.element(self.text(element, (*at, "element")), at, obj, fields)
             latencies.append((seconds, at, fld))
         if not latencies:
-            return
+            return frequency
         latencies.sort(key=lambda item: item[0])
         seconds, _, fld = latencies[0]
         settings.setdefault("freshness", {}).setdefault("threshold", seconds)
@@ -274,8 +274,39 @@ class _Reader(PropertyRules):
             settings.setdefault("event_time", fld)
         for other, at, _ in latencies[1:]:
             self.skip(at, f"latency {other:g}s", f"Tidemark keeps the strictest, {seconds:g}s")
+        return frequency
 
-    def duration(self, entry: dict[str, Any], at: Path_) -> float:
+    def volume(self, frequency: tuple[Path_, dict[str, Any]] | None) -> Volume | None:
+        """The rowCount that becomes expected volume; the others and an unused frequency
+        are reported. Tidemark has one window per product: the first rowCount's window
+        wins and the strictest floor in that window is kept."""
+        used_frequency = False
+        resolved: list[tuple[Path_, Volume]] = []
+        for at, vol in self.volumes:
+            if vol.window is None and frequency is not None:
+                f_at, entry = frequency
+                seconds = self.duration(entry, f_at, "frequency")  # an error only when used
+                vol = replace(vol, window=seconds, window_from=f"{dotted(f_at)} frequency")
+            resolved.append((at, vol))
+        if resolved:
+            first = resolved[0][1].window
+            same = [vol for _, vol in resolved if vol.window == first]
+            best = max(same, key=lambda vol: vol.floor)
+            used_frequency = best.window_from.endswith(" frequency")
+            for at, vol in resolved:
+                if vol is not best:
+                    self.skip(
+                        at,
+                        vol.name,
+                        f"Tidemark keeps one expected volume per product: {best.name} "
+                        f"(at least {best.floor} events per window)",
+                    )
+        if frequency is not None and not used_frequency:
+            f_at, entry = frequency
+            self.skip(f_at, f"frequency {entry.get('value')!r}", _SLA_WHY["frequency"])
+        return best if resolved else None
+
+    def duration(self, entry: dict[str, Any], at: Path_, what: str = "latency") -> float:
         value = entry.get("value")
         iso = _ISO_DURATION.match(value.upper()) if isinstance(value, str) else None
         if iso and entry.get("unit") is None and any(iso.groupdict().values()):
@@ -288,11 +319,11 @@ class _Reader(PropertyRules):
                 raise ValueError(value)
             number = float(value)
         except ValueError:
-            raise self.error((*at, "value"), f"latency must be a number, got {value!r}") from None
+            raise self.error((*at, "value"), f"{what} must be a number, got {value!r}") from None
         unit = entry.get("unit")
         if unit is None:
             raise self.error(
-                (*at, "unit"), "latency needs a unit such as s, m, h or d (or an ISO value: PT15M)"
+                (*at, "unit"), f"{what} needs a unit such as s, m, h or d (or an ISO value: PT15M)"
             )
         scale = _UNIT_SECONDS.get(str(unit).strip().lower())
         if scale is None:
@@ -300,7 +331,7 @@ class _Reader(PropertyRules):
                 (*at, "unit"), f"{unit!r} is not a unit Tidemark knows (ms, s, m, h, d, w, y)"
             )
         if not number > 0 or math.isinf(number):
-            raise self.error((*at, "value"), f"latency must be more than 0, got {value!r}")
+            raise self.error((*at, "value"), f"{what} must be more than 0, got {value!r}")
         return number * scale
 
     def element(
@@ -319,7 +350,7 @@ class _Reader(PropertyRules):
 
 _SLA_WHY = {
     "frequency": "a stream updates per event; freshness (latency) and completeness "
-    "cover late or missing data",
+    "cover late or missing data (a frequency is read only as a rowCount's window)",
     "retention": "retention is a topic setting (retention.ms) Tidemark does not check",
 }
 

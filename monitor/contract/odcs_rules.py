@@ -10,11 +10,21 @@ from __future__ import annotations
 import json
 import math
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+from monitor.contract.odcs_volume import (
+    WINDOW_PROPERTY,
+    Volume,
+    cron_period,
+    lowest_allowed,
+    refused_above,
+)
+from monitor.durations import parse_duration
 from monitor.errors import ContractError
+from monitor.yamlpaths import KeyPath, dotted, line_of
 
 RuleKind = Literal["not_null", "allowed_values", "pattern", "range", "cel"]
 _METRICS = ("nullValues", "missingValues", "invalidValues", "duplicateValues", "rowCount")
@@ -31,7 +41,7 @@ _OPERATORS = (
 _CEL_PATH = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
 _MAX_RULES = 10_000  # a contract, not a data set: bounds rules and findings from one file
 
-Path_ = tuple[str | int, ...]
+Path_ = KeyPath
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,10 +68,6 @@ class NotEvaluated:
     why: str
 
 
-def _dotted(at: Path_) -> str:
-    return ".".join(f"[{p}]" if isinstance(p, int) else p for p in at).replace(".[", "[")
-
-
 class Findings:
     """What reading one file found: rules, parts not evaluated, and how to word errors."""
 
@@ -70,17 +76,18 @@ class Findings:
         self.rules: list[RuleSpec] = []
         self.skipped: list[NotEvaluated] = []
         self.names: set[str] = set()
+        self.volumes: list[tuple[Path_, Volume]] = []  # rowCount rules, in file order
 
     # --- errors and findings ----------------------------------------------------------
     def error(self, at: Path_, message: str) -> ContractError:
-        line = next((self.lines[at[:n]] for n in range(len(at), 0, -1) if at[:n] in self.lines), 0)
+        line = line_of(self.lines, at)
         where = f"{self.path}:{line}" if line else str(self.path)
-        return ContractError(f"odcs {where}: {_dotted(at) or '(top level)'}: {message}")
+        return ContractError(f"odcs {where}: {dotted(at) or '(top level)'}: {message}")
 
     def skip(self, at: Path_, label: str, why: str) -> None:
         if len(self.skipped) >= _MAX_RULES:
             raise self.error(at, f"more than {_MAX_RULES} parts not evaluated; split the contract")
-        self.skipped.append(NotEvaluated(f"{_dotted(at)} ({label})", why))
+        self.skipped.append(NotEvaluated(f"{dotted(at)} ({label})", why))
 
     def rule(self, at: Path_, name: str, fld: str, kind: RuleKind, **args: Any) -> None:
         if len(self.rules) >= _MAX_RULES:
@@ -89,7 +96,7 @@ class Findings:
         while unique in self.names:
             unique, n = f"{name}_{n}", n + 1
         self.names.add(unique)
-        self.rules.append(RuleSpec(unique, fld, kind, args, _dotted(at)))
+        self.rules.append(RuleSpec(unique, fld, kind, args, dotted(at)))
 
     def mapping(self, value: Any, at: Path_) -> dict[str, Any]:
         if not isinstance(value, dict):
@@ -225,7 +232,7 @@ class PropertyRules(Findings):
             label = str(rule.get("id") or rule.get("name") or f"{fld}_{kind}")
             self.not_library(kind, rule, at, label)
             return
-        if metric in ("duplicateValues", "rowCount"):
+        if metric in _DATASET_WHY:
             self.skip(at, f"{metric} {label}", _DATASET_WHY[metric])
             return
         zero, others, described = self.operator(rule, at)
@@ -280,6 +287,13 @@ class PropertyRules(Findings):
 
     def operator(self, rule: dict[str, Any], at: Path_) -> tuple[bool, bool, str]:
         """(zero violations allowed, more allowed, the operator as written)."""
+        ok, _, described = self.comparison(rule, at)
+        return ok(0.0), any(ok(x) for x in (1e-9, 1.0, 1e18)), described
+
+    def comparison(
+        self, rule: dict[str, Any], at: Path_
+    ) -> tuple[Callable[[float], bool], list[float], str]:
+        """A library rule's operators: a test of a value, their numbers, them as written."""
         used = [k for k in _OPERATORS if k in rule]
         if not used:
             raise self.error(at, f"a library rule needs an operator: {', '.join(_OPERATORS)}")
@@ -300,8 +314,8 @@ class PropertyRules(Findings):
         def ok(x: float) -> bool:
             return all(_OPS[key](x, a, b) for key, a, b in checks)
 
-        described = ", ".join(f"{k} {rule[k]}" for k in used)
-        return ok(0.0), any(ok(x) for x in (1e-9, 1.0, 1e18)), described
+        numbers = [n for key, a, b in checks for n in ((a, b) if key.endswith("Between") else (a,))]
+        return ok, numbers, ", ".join(f"{k} {rule[k]}" for k in used)
 
     def object_quality(self, raw: Any, at: Path_) -> None:
         rule = self.mapping(raw, at)
@@ -310,10 +324,79 @@ class PropertyRules(Findings):
         label = str(rule.get("id") or rule.get("name") or (metric if kind == "library" else kind))
         if kind != "library":
             self.not_library(kind, rule, at, label)
+        elif metric == "rowCount":
+            self.row_count(rule, at, label)
         elif metric in _DATASET_WHY:
             self.skip(at, f"{metric} {label}", _DATASET_WHY[metric])
         else:
             self.skip(at, f"{metric} {label}", "a property metric at object level names no field")
+
+    # --- rowCount: expected volume (see monitor.contract.odcs_volume) ------------------
+    def row_count(self, rule: dict[str, Any], at: Path_, label: str) -> None:
+        unit = rule.get("unit", "rows")
+        if unit != "rows":
+            raise self.error((*at, "unit"), f"a rowCount counts rows, not {unit!r}: use rows")
+        ok, numbers, described = self.comparison(rule, at)
+        if any(math.isinf(n) for n in numbers):
+            raise self.error(at, f"{described}: a row count is compared with finite numbers")
+        floor = lowest_allowed(ok, numbers)
+        if floor is None:
+            raise self.error(at, f"{described} allows no row count at all")
+        if floor == 0:
+            self.skip(
+                at,
+                f"rowCount {label} ({described})",
+                "allows an empty window, so there is no floor to judge; a minimum "
+                "(mustBeGreaterThan, mustBeGreaterOrEqualTo, mustBeBetween) becomes "
+                "expected volume",
+            )
+            return
+        if refused_above(ok, numbers, floor):
+            self.skip(
+                at,
+                f"rowCount {label} upper bound ({described})",
+                "Tidemark judges missing events per window; more events than expected "
+                "never make a window incomplete",
+            )
+        if len(self.volumes) >= _MAX_RULES:
+            raise self.error(at, f"more than {_MAX_RULES} rowCount rules; split the contract")
+        window, window_from = self.rule_window(rule, at, label)
+        self.volumes.append((at, Volume(floor, window, window_from, label, dotted(at))))
+
+    def rule_window(self, rule: dict[str, Any], at: Path_, label: str) -> tuple[float | None, str]:
+        """The window a rowCount names itself: tidemark.window, else a fixed-interval cron."""
+        props_at: Path_ = (*at, "customProperties")
+        for i, raw in enumerate(self.items(rule.get("customProperties"), props_at)):
+            entry = self.mapping(raw, (*props_at, i))
+            if entry.get("property") != WINDOW_PROPERTY:
+                continue
+            value = entry.get("value")
+            try:
+                seconds = parse_duration(value)
+            except ValueError as exc:
+                raise self.error((*props_at, i, "value"), f"{WINDOW_PROPERTY}: {exc}") from None
+            if not 0 < seconds < math.inf:
+                raise self.error((*props_at, i, "value"), f"{WINDOW_PROPERTY} must be more than 0")
+            return seconds, f"{WINDOW_PROPERTY} {value}"
+        key = "schedule" if rule.get("schedule") is not None else "scheduleCronExpression"
+        schedule = rule.get(key)
+        if schedule is None:
+            return None, ""
+        scheduler = str(rule.get("scheduler") or "cron")
+        period = cron_period(str(schedule)) if scheduler.lower() == "cron" else None
+        if period is None:
+            why = (
+                f"scheduler {scheduler!r} is not cron"
+                if scheduler.lower() != "cron"
+                else "it does not fire at a fixed interval"
+            )
+            self.skip(
+                (*at, key),
+                f"{schedule} (window of rowCount {label})",
+                f"{why}; the window comes from the SLA frequency or the product config",
+            )
+            return None, ""
+        return period, f"{key} {schedule}"
 
 
 _BOUND_KEYS = frozenset({"minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum"})
@@ -332,6 +415,6 @@ _OPS: dict[str, Any] = {
 }
 _DATASET_WHY = {
     "duplicateValues": "duplicates need every earlier value, not one event",
-    "rowCount": "a stream has no total row count; set completeness.expected in the "
-    "product config for a volume per window",
+    "rowCount": "rowCount counts the rows of a schema object: put it under schema[].quality "
+    "to make it the expected volume per completeness window",
 }

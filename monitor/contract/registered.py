@@ -9,9 +9,12 @@ back marked so that why_not() reports them.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
+
+if TYPE_CHECKING:
+    from confluent_kafka.schema_registry import RuleSet
 
 # Tidemark checks on the stream both what producers promised (WRITE: their
 # serializers enforce it, but not every client runs them) and what consumers
@@ -31,6 +34,35 @@ class Registered:
     tags: tuple[str, ...]
     disabled: bool
     set_aside: str | None = None  # why the rule set itself keeps it from being a check
+
+
+def cel_rule_set(rules: Iterable[tuple[str, str]], mode: str = "WRITEREAD") -> RuleSet:
+    """confluent-kafka's RuleSet of CEL CONDITION domain rules, one per (name, expr).
+
+    How a team registers checks with its schema; the demo, the bench and the tests
+    register theirs through this one builder so they all register the same shape.
+    """
+    from confluent_kafka.schema_registry import Rule, RuleKind, RuleMode, RuleSet
+
+    return RuleSet(
+        migration_rules=None,
+        domain_rules=[
+            Rule(
+                name=name,
+                doc=None,
+                kind=RuleKind.CONDITION,
+                mode=RuleMode(mode),
+                type="CEL",
+                tags=None,
+                params=None,
+                expr=expr,
+                on_success=None,
+                on_failure="ERROR",
+                disabled=False,
+            )
+            for name, expr in rules
+        ],
+    )
 
 
 def why_not(rule: Registered) -> str | None:

@@ -25,10 +25,6 @@ from confluent_kafka import Producer
 from confluent_kafka.schema_registry import (
     Metadata,
     MetadataProperties,
-    Rule,
-    RuleKind,
-    RuleMode,
-    RuleSet,
     Schema,
     SchemaRegistryClient,
 )
@@ -54,6 +50,7 @@ from monitor.config import (
     SubjectRef,
 )
 from monitor.contract.model import Contract
+from monitor.contract.registered import cel_rule_set
 from monitor.contract.registry import ConfluentRegistryLookup
 from monitor.demo.mockcluster import MockCluster
 from monitor.logs import configure_logging
@@ -86,25 +83,7 @@ def orders_contract_schema() -> Schema:
             properties=MetadataProperties({"tidemark.correctness.target": "99.9%"}),
             sensitive=None,
         ),
-        rule_set=RuleSet(
-            migration_rules=None,
-            domain_rules=[
-                Rule(
-                    name=name,
-                    doc=None,
-                    kind=RuleKind.CONDITION,
-                    mode=RuleMode.WRITEREAD,
-                    type="CEL",
-                    tags=None,
-                    params=None,
-                    expr=expr,
-                    on_success=None,
-                    on_failure="ERROR",
-                    disabled=False,
-                )
-                for name, expr in ORDERS_RULES
-            ],
-        ),
+        rule_set=cel_rule_set(ORDERS_RULES),
     )
 
 

@@ -422,6 +422,7 @@ class Monitor:
                     "product_settings_from_contract",
                     product=setup.config.name,
                     filled=list(setup.filled),
+                    expected_volume=setup.expected_volume,  # what an ODCS rowCount became
                 )
             _report_not_evaluated(setup.config.name, list(setup.not_evaluated))
         self.health = HealthState(liveness_limit=settings.server.liveness_limit)

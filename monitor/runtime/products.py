@@ -20,6 +20,7 @@ from monitor.config import ProductConfig, SubjectRef
 from monitor.contract.metadata import merge_settings
 from monitor.contract.model import Contract
 from monitor.contract.odcs import OdcsContract, load_odcs, unknown_fields
+from monitor.contract.odcs_volume import plan_volume
 from monitor.contract.registry import ConfluentRegistryLookup
 from monitor.contract.ruleconfig import RuleConfig
 from monitor.contract.rules import CompiledRules, compile_rules
@@ -40,6 +41,7 @@ class ProductSetup:
     odcs: OdcsContract | None
     filled: tuple[str, ...]  # settings that came from the contract, for the start-up log
     not_evaluated: tuple[tuple[str, str], ...]  # (what, why): reported once, never silent
+    expected_volume: str | None = None  # what an ODCS rowCount became, for validate
 
     @property
     def version(self) -> ContractVersion | None:
@@ -87,12 +89,19 @@ def resolve_product(
                 f"{where}.odcs ({product.name}): rules name fields the Avro contract does "
                 f"not have: {', '.join(missing)}"
             )
-    config, filled = merged_config(index, product, odcs, subject)
+    written = product.model_dump(exclude_unset=True).get("completeness")
+    volume = plan_volume(odcs.volume if odcs is not None else None, written)
+    config, filled = merged_config(index, product, odcs, subject, volume.settings)
     rules = compile_product_rules(index, config, contract, odcs, subject)
     skipped = [(n.name, n.reason) for n in rules.not_evaluated]
     if odcs is not None:
         skipped += [(f"odcs {n.what}", n.why) for n in odcs.not_evaluated]
-    return ProductSetup(config, contract, rules, subject, source, odcs, filled, tuple(skipped))
+    if volume.skipped is not None:
+        skipped.append(volume.skipped)
+    became = volume.became(config.completeness.window) if config.completeness else None
+    return ProductSetup(
+        config, contract, rules, subject, source, odcs, filled, tuple(skipped), became
+    )
 
 
 def merged_config(
@@ -100,9 +109,12 @@ def merged_config(
     product: ProductConfig,
     odcs: OdcsContract | None,
     subject: SubjectContract | None,
+    volume: Mapping[str, Any] | None = None,
 ) -> tuple[ProductConfig, tuple[str, ...]]:
-    """The config with what it leaves out filled from ODCS, then registry metadata."""
-    sources = [s for s in (odcs and odcs.settings, subject and subject.settings) if s]
+    """The config with what it leaves out filled from ODCS (its settings, then the
+    expected volume its rowCount became, see odcs_volume.plan_volume), then registry
+    metadata."""
+    sources = [s for s in (odcs and odcs.settings, volume, subject and subject.settings) if s]
     if not sources:
         merged: Mapping[str, Any] = product.model_dump(exclude_unset=True)
         filled: tuple[str, ...] = ()

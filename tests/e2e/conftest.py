@@ -35,6 +35,7 @@ from alerting_stack import (
     free_port,
     spawn,
 )
+from live_tidemark import MockBroker
 
 _HERE = Path(__file__).parent
 
@@ -43,6 +44,14 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if _HERE in item.path.parents:
             item.add_marker(pytest.mark.e2e)
+
+
+@pytest.fixture
+def broker() -> Iterator[MockBroker]:
+    """librdkafka's mock cluster of this test's own (the daemon's group starts fresh)."""
+    broker = MockBroker()
+    yield broker
+    broker.close()
 
 
 def _alertmanager_binary() -> str:

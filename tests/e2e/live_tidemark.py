@@ -16,12 +16,15 @@ import sys
 import threading
 import time
 import uuid
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import yaml
+from alerting_stack import Alertmanager, Prometheus
 from confluent_kafka import KafkaError, Message, Producer
 from fastavro import parse_schema, schemaless_writer
 
@@ -37,6 +40,9 @@ __all__ = [
     "StallableProducer",
     "TansuBroker",
     "TidemarkProcess",
+    "dump_stack",
+    "live_stack",
+    "order",
     "write_config",
 ]
 
@@ -133,6 +139,10 @@ class StallableProducer:
         if err is not None:
             self.errors.append(f"{msg.topic()}[{msg.partition()}]: {err}")
 
+    def value(self, schema: Any, product: str, n: int, event_time: float) -> bytes:
+        """Event n of `product`; a subclass may break some (tests of rules)."""
+        return order(schema, product, n, event_time)
+
     def _run(self) -> None:
         schema = parse_schema(json.loads(ORDERS_AVSC.read_text()))
         producer = Producer({"bootstrap.servers": self.bootstrap, "linger.ms": 5})
@@ -145,7 +155,7 @@ class StallableProducer:
                 for partition in range(p.partitions):
                     n = seq[p.name]
                     event_time = now - partition * self.skew
-                    value = _order(schema, p.name, n, event_time)
+                    value = self.value(schema, p.name, n, event_time)
                     producer.produce(
                         p.topic, value, partition=partition, on_delivery=self._on_delivery
                     )
@@ -155,12 +165,12 @@ class StallableProducer:
         producer.flush(5)
 
 
-def _order(schema: Any, product: str, n: int, event_time: float) -> bytes:
+def order(schema: Any, product: str, n: int, event_time: float, amount: int | None = None) -> bytes:
     """One valid orders event, schemaless Avro (what encoding `avro-raw` expects)."""
     record = {
         "order_id": f"{product}-{n}",
         "customer_id": f"customer-{n % 97}",
-        "amount_cents": 100 + n % 1000,
+        "amount_cents": 100 + n % 1000 if amount is None else amount,
         "currency": "EUR",
         "occurred_at": datetime.fromtimestamp(event_time, UTC),
         "producer_id": f"e2e-{product}",
@@ -169,3 +179,63 @@ def _order(schema: Any, product: str, n: int, event_time: float) -> bytes:
     body = io.BytesIO()
     schemaless_writer(body, schema, record)
     return body.getvalue()
+
+
+@contextmanager
+def live_stack(
+    config: Path,
+    tmp_path: Path,
+    producer: StallableProducer,
+    start_prometheus: Callable[..., Prometheus],
+    dump: Callable[[Prometheus, TidemarkProcess], str],
+    max_for: str = "2s",
+) -> Iterator[tuple[TidemarkProcess, Prometheus]]:
+    """The producer, the daemon (ready) and Prometheus scraping it, for one scenario.
+
+    An AssertionError inside gets `dump(prom, daemon)` appended; everything stops at
+    the end, and a producer that saw delivery errors fails the test.
+    """
+    producer.start()
+    try:
+        with TidemarkProcess(config, tmp_path) as daemon:  # started: /readyz answered 200
+            prom = start_prometheus(max_for=max_for)
+            prom.set_targets([f"127.0.0.1:{daemon.port}"])
+            try:
+                yield daemon, prom
+            except AssertionError as exc:
+                raise AssertionError(f"{exc}\n\n{dump(prom, daemon)}") from exc
+    finally:
+        producer.stop()
+    assert producer.errors == [], producer.errors[:5]
+
+
+def dump_stack(
+    prom: Prometheus,
+    am: Alertmanager,
+    daemon: TidemarkProcess | None,
+    exprs: Iterable[str],
+    tail: int = 20,
+) -> str:
+    """What Prometheus, Alertmanager and Tidemark (its log's tail) saw, for a failure."""
+    lines = []
+    for expr in exprs:
+        try:
+            lines.append(f"{expr}: {[(r['metric'], r['value'][1]) for r in prom.query(expr)]}")
+        except Exception as exc:  # keep dumping the rest
+            lines.append(f"{expr}: query failed: {exc}")
+    try:
+        lines.append(f"Prometheus /api/v1/alerts: {prom.alerts()}")
+        targets = [(t["scrapeUrl"], t["health"], t["lastError"]) for t in prom.targets()]
+        lines.append(f"Prometheus targets: {targets}")
+        lines.append(
+            f"Alertmanager active alerts: {[(a['labels'], a['status']) for a in am.alerts()]}"
+        )
+    except Exception as exc:
+        lines.append(f"could not read alerts: {exc}")
+    notes = [
+        (n["receiver"], a["status"], a["labels"]) for n in am.notifications for a in n["alerts"]
+    ]
+    lines.append(f"webhook notifications (receiver, status, labels): {notes}")
+    if daemon is not None:
+        lines.append(daemon.log_tail(tail))
+    return "\n".join(lines)

@@ -38,7 +38,15 @@ from typing import Any
 import pytest
 import yaml
 from alerting_stack import Alertmanager, Prometheus, wait_until
-from live_tidemark import Product, StallableProducer, TansuBroker, TidemarkProcess, write_config
+from live_tidemark import (
+    Product,
+    StallableProducer,
+    TansuBroker,
+    TidemarkProcess,
+    dump_stack,
+    live_stack,
+    write_config,
+)
 
 THRESHOLD = 12.0  # freshness threshold (s): DataStale must come after the Kafka page
 IDLE_TIMEOUT = 2.0
@@ -97,39 +105,17 @@ def _gaps(series: dict[str, Any], start: float, end: float) -> list[tuple[float,
     return [(a, b) for a, b in itertools.pairwise(times) if b - a > 1.5]
 
 
-def _dump(prom: Prometheus, am: Alertmanager, daemon: TidemarkProcess) -> str:
-    lines = []
-    for expr in (
-        "tidemark:product_freshness_seconds",
-        "tidemark_freshness_seconds",
-        "tidemark_partition_watermark_timestamp_seconds",
-        "tidemark_partition_orphaned",
-        "tidemark_partition_idle",
-        "tidemark_assigned_partitions",
-        "tidemark_kafka_reachable",
-        "tidemark_ready",
-        "ALERTS",
-    ):
-        try:
-            lines.append(f"{expr}: {[(r['metric'], r['value'][1]) for r in prom.query(expr)]}")
-        except Exception as exc:  # keep dumping the rest
-            lines.append(f"{expr}: query failed: {exc}")
-    try:
-        lines.append(f"Alertmanager: {[(a['labels'], a['status']) for a in am.alerts()]}")
-    except Exception as exc:
-        lines.append(f"Alertmanager: {exc}")
-    lines.append(
-        "notifications: "
-        + str(
-            [
-                (n["receiver"], a["status"], a["labels"])
-                for n in am.notifications
-                for a in n["alerts"]
-            ]
-        )
-    )
-    lines.append(daemon.log_tail(30))
-    return "\n".join(lines)
+_DUMPED = (
+    "tidemark:product_freshness_seconds",
+    "tidemark_freshness_seconds",
+    "tidemark_partition_watermark_timestamp_seconds",
+    "tidemark_partition_orphaned",
+    "tidemark_partition_idle",
+    "tidemark_assigned_partitions",
+    "tidemark_kafka_reachable",
+    "tidemark_ready",
+    "ALERTS",
+)
 
 
 def test_broker_outage_keeps_freshness_growing_pages_the_platform_and_recovers(
@@ -150,18 +136,14 @@ def test_broker_outage_keeps_freshness_growing_pages_the_platform_and_recovers(
     doc = yaml.safe_load(config.read_text())
     doc["kafka"]["properties"] = dict(tansu.group_settings)  # 6 s session, 1 s heartbeat
     config.write_text(yaml.safe_dump(doc, sort_keys=False))
-    producer = StallableProducer(tansu.bootstrap, [product]).start()
-    try:
-        with TidemarkProcess(config, tmp_path) as daemon:
-            prom = start_prometheus(max_for=MAX_FOR)
-            prom.set_targets([f"127.0.0.1:{daemon.port}"])
-            try:
-                _scenario(prom, alertmanager, daemon, tansu, product)
-            except AssertionError as exc:
-                raise AssertionError(f"{exc}\n\n{_dump(prom, alertmanager, daemon)}") from exc
-    finally:
-        producer.stop()
-    assert producer.errors == [], producer.errors[:5]
+    producer = StallableProducer(tansu.bootstrap, [product])
+
+    def dump(prom: Prometheus, daemon: TidemarkProcess) -> str:
+        return dump_stack(prom, alertmanager, daemon, _DUMPED, tail=30)
+
+    stack = live_stack(config, tmp_path, producer, start_prometheus, dump, max_for=MAX_FOR)
+    with stack as (daemon, prom):
+        _scenario(prom, alertmanager, daemon, tansu, product)
 
 
 def _scenario(

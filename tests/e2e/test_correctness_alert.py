@@ -28,16 +28,25 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 from alerting_stack import Alertmanager, Prometheus, free_port, wait_until
-from confluent_kafka import Consumer, KafkaError, Message, Producer, TopicPartition
-from fastavro import parse_schema, schemaless_reader, schemaless_writer
-from live_tidemark import ORDERS_AVSC, MockBroker, Product, TidemarkProcess, write_config
+from confluent_kafka import Consumer, TopicPartition
+from fastavro import parse_schema, schemaless_reader
+from live_tidemark import (
+    ORDERS_AVSC,
+    MockBroker,
+    Product,
+    StallableProducer,
+    TidemarkProcess,
+    dump_stack,
+    live_stack,
+    order,
+    write_config,
+)
 from prometheus_client import CollectorRegistry, Counter, Gauge, start_http_server
 from pydantic import ValidationError
 
@@ -172,92 +181,37 @@ def _burn_pages_only_the_bad_product(
     return paged_after
 
 
-def _dump(prom: Prometheus, am: Alertmanager) -> str:
-    lines = []
-    for expr in (
-        "tidemark_rule_checked_events_total",
-        "tidemark_events_correct_total",
-        "tidemark_rule_violations_total",
-        "tidemark_rule_errors_total",
-        'tidemark:slo_burn_rate:rate1h{sli="correctness"}',
-        'tidemark:slo_burn_rate:rate5m{sli="correctness"}',
-        'tidemark:slo_bad_events:increase1h{sli="correctness"}',
-        "tidemark:slo_objective_ratio:max",
-        "ALERTS",
-    ):
-        try:
-            lines.append(f"{expr}: {[(r['metric'], r['value'][1]) for r in prom.query(expr)]}")
-        except Exception as exc:  # keep dumping the rest
-            lines.append(f"{expr}: query failed: {exc}")
-    notes = [
-        (n["receiver"], a["status"], a["labels"]) for n in am.notifications for a in n["alerts"]
-    ]
-    lines.append(f"webhook notifications: {notes}")
-    return "\n".join(lines)
+_DUMPED = (
+    "tidemark_rule_checked_events_total",
+    "tidemark_events_correct_total",
+    "tidemark_rule_violations_total",
+    "tidemark_rule_errors_total",
+    'tidemark:slo_burn_rate:rate1h{sli="correctness"}',
+    'tidemark:slo_burn_rate:rate5m{sli="correctness"}',
+    'tidemark:slo_bad_events:increase1h{sli="correctness"}',
+    "tidemark:slo_objective_ratio:max",
+    "ALERTS",
+)
 
 
 # --- with the daemon -----------------------------------------------------------------
 
 
 @dataclass(slots=True)
-class RuleBreakingProducer:
+class RuleBreakingProducer(StallableProducer):
     """Writes one conforming order per partition of every product every `interval` s;
     once `breaking` names a product, every BREAK_EVERY-th of its orders has a negative
     amount (valid Avro, breaks `positive_amount`)."""
 
-    bootstrap: str
-    products: list[Product]
     interval: float = 0.05
+    skew: float = 0.0
     breaking: set[str] = field(default_factory=set)
-    sent: dict[str, int] = field(default_factory=dict)
-    errors: list[str] = field(default_factory=list)
-    _stop: threading.Event = field(default_factory=threading.Event)
-    _thread: threading.Thread | None = None
 
-    def start(self) -> RuleBreakingProducer:
-        self._thread = threading.Thread(target=self._run, name="e2e-rule-producer", daemon=True)
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=10)
-
-    def _on_delivery(self, err: KafkaError | None, msg: Message) -> None:
-        if err is not None:
-            self.errors.append(f"{msg.topic()}[{msg.partition()}]: {err}")
-
-    def _run(self) -> None:
-        schema = parse_schema(json.loads(ORDERS_AVSC.read_text()))
-        producer = Producer({"bootstrap.servers": self.bootstrap, "linger.ms": 5})
-        while not self._stop.is_set():
-            now = datetime.fromtimestamp(time.time(), UTC)
-            for p in self.products:
-                breaking = p.name in self.breaking  # set.__contains__: atomic enough
-                for partition in range(p.partitions):
-                    n = self.sent.get(p.name, 0)
-                    amount = 100 + n % 1000
-                    if breaking and n % BREAK_EVERY == 0:
-                        amount = -amount
-                    record = {
-                        "order_id": f"{p.name}-{n}",
-                        "customer_id": f"customer-{n % 97}",
-                        "amount_cents": amount,
-                        "currency": "EUR",
-                        "occurred_at": now,
-                        "producer_id": f"e2e-{p.name}-{partition}",
-                        "sequence": n,
-                    }
-                    body = io.BytesIO()
-                    schemaless_writer(body, schema, record)
-                    producer.produce(
-                        p.topic, body.getvalue(), partition=partition, on_delivery=self._on_delivery
-                    )
-                    self.sent[p.name] = n + 1
-            producer.poll(0)
-            self._stop.wait(self.interval)
-        producer.flush(5)
+    def value(self, schema: Any, product: str, n: int, event_time: float) -> bytes:
+        amount = 100 + n % 1000
+        if product in self.breaking and n % BREAK_EVERY == 0:  # set.__contains__: atomic
+            amount = -amount
+        return order(schema, product, n, event_time, amount)
 
 
 def _runbook_finds_the_events(
@@ -292,13 +246,6 @@ def _runbook_finds_the_events(
     return amounts
 
 
-@pytest.fixture
-def broker() -> Iterator[MockBroker]:
-    broker = MockBroker()
-    yield broker
-    broker.close()
-
-
 def test_correctness_burn_pages_the_bad_products_owner(
     broker: MockBroker,
     alertmanager: Alertmanager,
@@ -326,27 +273,20 @@ def test_correctness_burn_pages_the_bad_products_owner(
         product["correctness"] = {"target": OBJECTIVE}
     path.write_text(yaml.safe_dump(config, sort_keys=False))
 
-    producer = RuleBreakingProducer(broker.bootstrap, [bad, clean]).start()
-    try:
-        with TidemarkProcess(path, tmp_path) as daemon:
-            prom = start_prometheus()
-            prom.set_targets([f"127.0.0.1:{daemon.port}"])
-            try:
-                paged_after = _burn_pages_only_the_bad_product(
-                    prom, alertmanager, bad, clean, lambda: producer.breaking.add(bad.name)
-                )
-                # Rule violations are not contract violations: both products conform.
-                events = prom.query("sum by (product) (tidemark_events_total)")
-                conforming = prom.query("sum by (product) (tidemark_events_conforming_total)")
-                assert [r["value"][1] for r in events] == [r["value"][1] for r in conforming]
-                amounts = _runbook_finds_the_events(daemon, broker.bootstrap, bad, clean)
-            except AssertionError as exc:
-                raise AssertionError(
-                    f"{exc}\n\n{_dump(prom, alertmanager)}\n{daemon.log_tail(20)}"
-                ) from exc
-    finally:
-        producer.stop()
-    assert producer.errors == [], producer.errors[:5]
+    producer = RuleBreakingProducer(broker.bootstrap, [bad, clean])
+
+    def dump(prom: Prometheus, daemon: TidemarkProcess) -> str:
+        return dump_stack(prom, alertmanager, daemon, _DUMPED)
+
+    with live_stack(path, tmp_path, producer, start_prometheus, dump) as (daemon, prom):
+        paged_after = _burn_pages_only_the_bad_product(
+            prom, alertmanager, bad, clean, lambda: producer.breaking.add(bad.name)
+        )
+        # Rule violations are not contract violations: both products conform.
+        events = prom.query("sum by (product) (tidemark_events_total)")
+        conforming = prom.query("sum by (product) (tidemark_events_conforming_total)")
+        assert [r["value"][1] for r in events] == [r["value"][1] for r in conforming]
+        amounts = _runbook_finds_the_events(daemon, broker.bootstrap, bad, clean)
     print(
         f"\n/violations led to {len(amounts)} events, amounts {amounts}"
         f"\n{ALERT}{{sli=correctness}} with the daemon: paged {paged_after:.1f}s after "
@@ -429,7 +369,8 @@ def test_correctness_burn_routing_without_the_daemon(
             prometheus, alertmanager, bad, clean, lambda: exporter.breaking.add(bad.name)
         )
     except AssertionError as exc:
-        raise AssertionError(f"{exc}\n\n{_dump(prometheus, alertmanager)}") from exc
+        dump = dump_stack(prometheus, alertmanager, None, _DUMPED)
+        raise AssertionError(f"{exc}\n\n{dump}") from exc
     print(
         f"\n{ALERT}{{sli=correctness}} without the daemon: paged {paged_after:.1f}s after "
         "the first bad event"

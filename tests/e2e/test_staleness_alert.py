@@ -17,13 +17,21 @@ realistic stall, and the one TidemarkDataStale must page on.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 from alerting_stack import Alertmanager, Prometheus, wait_until
-from live_tidemark import MockBroker, Product, StallableProducer, TidemarkProcess, write_config
+from live_tidemark import (
+    MockBroker,
+    Product,
+    StallableProducer,
+    TidemarkProcess,
+    dump_stack,
+    live_stack,
+    write_config,
+)
 
 THRESHOLD = 5.0  # freshness threshold (s); healthy freshness is ~1-3 s here
 IDLE_TIMEOUT = 2.0
@@ -31,13 +39,6 @@ OUT_OF_ORDERNESS = 1.0
 ALERT = "TidemarkDataStale"
 RUNBOOK = "https://github.com/tidemark/tidemark/blob/main/docs/runbooks/TidemarkDataStale.md"
 REPO = Path(__file__).resolve().parents[2]
-
-
-@pytest.fixture
-def broker() -> Iterator[MockBroker]:
-    broker = MockBroker()
-    yield broker
-    broker.close()
 
 
 def _notification(
@@ -55,49 +56,18 @@ def _by_label(prom: Prometheus, expr: str, label: str) -> dict[str, float]:
     return {r["metric"].get(label, ""): float(r["value"][1]) for r in prom.query(expr)}
 
 
-def _dump(
-    prom: Prometheus, am: Alertmanager, daemon: TidemarkProcess, producer: StallableProducer
-) -> str:
-    """What Prometheus, Alertmanager and Tidemark saw, for a failure message."""
-    lines = [f"producer sent {producer.sent}, delivery errors {producer.errors[:5]}"]
-    for expr in (
-        "tidemark:product_freshness_seconds",
-        "tidemark:product_watermark_timestamp_seconds:min",
-        "tidemark_partition_watermark_timestamp_seconds",
-        "tidemark_partition_idle",
-        "tidemark_partition_last_event_age_seconds",
-        "tidemark_consumer_lag_messages",
-        "tidemark:slo_threshold_seconds:max",
-        "tidemark:data_product_info:max",
-        "tidemark_up",
-        "ALERTS",
-    ):
-        try:
-            result: list[Any] = [(r["metric"], r["value"][1]) for r in prom.query(expr)]
-        except Exception as exc:  # keep dumping the rest
-            result = [f"query failed: {exc}"]
-        lines.append(f"{expr}: {result}")
-    try:
-        lines.append(f"Prometheus /api/v1/alerts: {prom.alerts()}")
-        targets = [(t["scrapeUrl"], t["health"], t["lastError"]) for t in prom.targets()]
-        lines.append(f"Prometheus targets: {targets}")
-        lines.append(
-            f"Alertmanager active alerts: {[(a['labels'], a['status']) for a in am.alerts()]}"
-        )
-    except Exception as exc:
-        lines.append(f"could not read alerts: {exc}")
-    lines.append(
-        "webhook notifications (receiver, status, labels): "
-        + str(
-            [
-                (n["receiver"], a["status"], a["labels"])
-                for n in am.notifications
-                for a in n["alerts"]
-            ]
-        )
-    )
-    lines.append(daemon.log_tail(20))
-    return "\n".join(lines)
+_DUMPED = (
+    "tidemark:product_freshness_seconds",
+    "tidemark:product_watermark_timestamp_seconds:min",
+    "tidemark_partition_watermark_timestamp_seconds",
+    "tidemark_partition_idle",
+    "tidemark_partition_last_event_age_seconds",
+    "tidemark_consumer_lag_messages",
+    "tidemark:slo_threshold_seconds:max",
+    "tidemark:data_product_info:max",
+    "tidemark_up",
+    "ALERTS",
+)
 
 
 def test_stalled_product_pages_its_owner_and_resolves_when_the_producer_resumes(
@@ -116,19 +86,14 @@ def test_stalled_product_pages_its_owner_and_resolves_when_the_producer_resumes(
         idle_timeout=IDLE_TIMEOUT,
         out_of_orderness=OUT_OF_ORDERNESS,
     )
-    producer = StallableProducer(broker.bootstrap, [stalled, healthy]).start()
-    try:
-        with TidemarkProcess(config, tmp_path) as daemon:  # started: /readyz answered 200
-            prom = start_prometheus()
-            prom.set_targets([f"127.0.0.1:{daemon.port}"])
-            try:
-                _scenario(prom, alertmanager, producer, stalled, healthy)
-            except AssertionError as exc:
-                dump = _dump(prom, alertmanager, daemon, producer)
-                raise AssertionError(f"{exc}\n\n{dump}") from exc
-    finally:
-        producer.stop()
-    assert producer.errors == [], producer.errors[:5]
+    producer = StallableProducer(broker.bootstrap, [stalled, healthy])
+
+    def dump(prom: Prometheus, daemon: TidemarkProcess) -> str:
+        sent = f"producer sent {producer.sent}, delivery errors {producer.errors[:5]}\n"
+        return sent + dump_stack(prom, alertmanager, daemon, _DUMPED, tail=20)
+
+    with live_stack(config, tmp_path, producer, start_prometheus, dump) as (_, prom):
+        _scenario(prom, alertmanager, producer, stalled, healthy)
 
 
 def _scenario(

@@ -17,15 +17,11 @@ import pytest
 from confluent_kafka.schema_registry import (
     Metadata,
     MetadataProperties,
-    Rule,
-    RuleKind,
-    RuleMode,
-    RuleParams,
-    RuleSet,
     Schema,
 )
 from harness.registry_server import RegistryServer
 
+from monitor.contract.registered import cel_rule_set
 from monitor.contract.subject import (
     DomainRule,
     SubjectContract,
@@ -211,24 +207,7 @@ def test_watcher_hands_over_a_new_version_registered_while_running(
                 properties=MetadataProperties({"owner": "team-shop", "tier": "gold"}),
                 sensitive=None,
             ),
-            rule_set=RuleSet(
-                migration_rules=None,
-                domain_rules=[
-                    Rule(
-                        name="note_short",
-                        doc=None,
-                        kind=RuleKind.CONDITION,
-                        mode=RuleMode.WRITE,
-                        type="CEL",
-                        tags=None,
-                        params=RuleParams({}),
-                        expr="size(message.note) < 100",
-                        on_success=None,
-                        on_failure="ERROR",
-                        disabled=None,
-                    )
-                ],
-            ),
+            rule_set=cel_rule_set([("note_short", "size(message.note) < 100")], "WRITE"),
         ),
     )
     new: SubjectContract = _wait(watcher.take)

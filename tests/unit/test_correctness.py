@@ -22,6 +22,7 @@ from monitor.pipeline import ContractVersion, Pipeline, ProductPipeline
 from monitor.runtime.app import build_pipeline, violations_json
 from monitor.runtime.health import HealthState
 from monitor.runtime.products import merged_config, resolve_product
+from tests.unit.fakes import order as fake_order
 from tests.unit.test_pipeline import CONTRACT, NOW, TOPIC, Msg, product_config
 
 RULES = [
@@ -51,22 +52,7 @@ schema:
 
 
 def order(seq: int, amount: int = 100, currency: str = "EUR", event_time: float = NOW - 1) -> bytes:
-    import io
-
-    from fastavro import schemaless_writer
-
-    buf = io.BytesIO()
-    record = {
-        "order_id": f"o-{seq}",
-        "customer_id": "c-1",
-        "amount_cents": amount,
-        "currency": currency,
-        "occurred_at": int(event_time * 1000),
-        "producer_id": "p",
-        "sequence": seq,
-    }
-    schemaless_writer(buf, Contract.load(CONTRACT).parsed, record)
-    return buf.getvalue()
+    return fake_order(seq, event_time, amount_cents=amount, currency=currency)
 
 
 def build(rules: list[dict[str, Any]] | None = None, kept: int = 100, **cfg: Any) -> Pipeline:
@@ -339,12 +325,11 @@ def test_a_contract_switch_keeps_counting_and_changes_the_exported_version() -> 
     ]
 
 
-def test_validate_lists_rules_settings_from_odcs_and_what_is_not_evaluated(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
+def validate(tmp_path: Path, capsys: pytest.CaptureFixture[str], odcs: str, extra: str = "") -> str:
+    """`tidemark validate` of an orders product with this ODCS file; its output."""
     from monitor.cli import main
 
-    (tmp_path / "o.odcs.yaml").write_text(ODCS)
+    (tmp_path / "o.odcs.yaml").write_text(odcs)
     path = tmp_path / "tidemark.yaml"
     path.write_text(
         f"""
@@ -354,13 +339,21 @@ products:
     contract: {CONTRACT}
     odcs: o.odcs.yaml
     encoding: avro-raw
-    rules_sample_ratio: 0.5
-    rules:
-      - {{name: small, cel: "message.amount_cents < 100000"}}
-"""
+{extra}"""
     )
     assert main(["validate", "--config", str(path)]) == 0
-    out = capsys.readouterr().out
+    return capsys.readouterr().out
+
+
+def test_validate_lists_rules_settings_from_odcs_and_what_is_not_evaluated(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    rules = """\
+    rules_sample_ratio: 0.5
+    rules:
+      - {name: small, cel: "message.amount_cents < 100000"}
+"""
+    out = validate(tmp_path, capsys, ODCS, rules)
     assert "ok  orders: topic shop.orders" in out and "owner team-odcs" in out
     assert "from the contract: description, owner, freshness.threshold, event_time" in out
     assert "rules evaluated (sampled 0.5): small, currency_enum, amount_cents_range" in out

@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import io
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
-from fastavro import schemaless_writer
 from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -20,6 +17,8 @@ from monitor.export.catalogue import METRICS
 from monitor.export.collector import TidemarkCollector, build_registry
 from monitor.pipeline import Pipeline, ProductPipeline
 from monitor.runtime.health import HealthState
+from tests.unit.fakes import Msg
+from tests.unit.fakes import order as fake_order
 
 REPO = Path(__file__).resolve().parents[2]
 CONTRACT = REPO / "config" / "contracts" / "orders.avsc"
@@ -27,51 +26,8 @@ NOW = 1_800_000_000.0
 TOPIC = "shop.orders"
 
 
-@dataclass
-class Msg:
-    """A consumed record as the pipeline sees it (confluent_kafka.Message's getters)."""
-
-    _topic: str
-    _partition: int
-    _offset: int
-    _value: bytes | None
-    _ts: int = -1
-
-    def topic(self) -> str:
-        return self._topic
-
-    def partition(self) -> int:
-        return self._partition
-
-    def offset(self) -> int:
-        return self._offset
-
-    def value(self) -> bytes | None:
-        return self._value
-
-    def timestamp(self) -> tuple[int, int]:
-        return (1, self._ts)
-
-    def error(self) -> Any:
-        return None
-
-
 def order(event_time: float, seq: int = 1) -> bytes:
-    buf = io.BytesIO()
-    schemaless_writer(
-        buf,
-        Contract.load(CONTRACT).parsed,
-        {
-            "order_id": f"o-{seq}",
-            "customer_id": "c-1",
-            "amount_cents": 100,
-            "currency": "EUR",
-            "occurred_at": int(event_time * 1000),
-            "producer_id": "p",
-            "sequence": seq,
-        },
-    )
-    return buf.getvalue()
+    return fake_order(seq, event_time)
 
 
 def product_config(**overrides: Any) -> ProductConfig:

@@ -6,56 +6,23 @@ once its failure is counted in processing_errors.
 
 from __future__ import annotations
 
-import io
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import pytest
-from fastavro import schemaless_writer
 
 import monitor.pipeline
 from monitor.completeness.config import CompletenessConfig
 from monitor.completeness.manifests import Manifest, encode_manifest
 from monitor.config import ProductConfig
-from monitor.contract.decoding import RawAvroDecoder
 from monitor.contract.eventtime import make_extractor
 from monitor.contract.model import Contract
 from monitor.pipeline import Pipeline, ProductPipeline
+from tests.unit.fakes import BOOM, CONTRACT, NOW, Msg, RaisingDecoder, order
 
-REPO = Path(__file__).resolve().parents[2]
-CONTRACT = REPO / "config" / "contracts" / "orders.avsc"
 TOPIC, CONTROL = "shop.orders", "shop.manifests"
-NOW = 1_800_000_000.0
-BOOM = b"boom"
 
 
-@dataclass
-class Msg:
-    _topic: str
-    _offset: int
-    _value: bytes
-
-    def topic(self) -> str:
-        return self._topic
-
-    def partition(self) -> int:
-        return 0
-
-    def offset(self) -> int:
-        return self._offset
-
-    def value(self) -> bytes:
-        return self._value
-
-    def timestamp(self) -> tuple[int, int]:
-        return (1, -1)
-
-    def error(self) -> Any:
-        return None
-
-
-class WatchingDecoder(RawAvroDecoder):
+class WatchingDecoder(RaisingDecoder):
     """Records the partition's position (what positions() offers to commit) while decoding."""
 
     pipeline: Pipeline
@@ -63,24 +30,7 @@ class WatchingDecoder(RawAvroDecoder):
 
     def decode(self, payload: bytes | None) -> Any:
         self.seen.append(self.pipeline.products[TOPIC].clock.partitions[0].position)
-        if payload == BOOM:
-            raise RuntimeError("a defect in Tidemark, whose text may quote the payload")
         return super().decode(payload)
-
-
-def order(seq: int) -> bytes:
-    buf = io.BytesIO()
-    record = {
-        "order_id": f"o-{seq}",
-        "customer_id": "c-1",
-        "amount_cents": 100,
-        "currency": "EUR",
-        "occurred_at": int((NOW - 1) * 1000),
-        "producer_id": "p",
-        "sequence": seq,
-    }
-    schemaless_writer(buf, Contract.load(CONTRACT).parsed, record)
-    return buf.getvalue()
 
 
 def build() -> tuple[Pipeline, WatchingDecoder]:
@@ -107,7 +57,7 @@ def build() -> tuple[Pipeline, WatchingDecoder]:
 
 def test_a_position_moves_past_an_event_only_after_it_is_counted() -> None:
     pipeline, decoder = build()
-    pipeline.process_batch([Msg(TOPIC, o, order(o)) for o in range(3)], NOW)
+    pipeline.process_batch([Msg(TOPIC, 0, o, order(o)) for o in range(3)], NOW)
     assert decoder.seen == [0, 1, 2]  # while offset o is processed, o is not committable
     assert (TOPIC, 0, 3) in list(pipeline.positions())
 
@@ -129,7 +79,7 @@ def test_a_raising_event_is_counted_as_a_processing_error_and_the_partition_goes
     recorder = Recorder()
     monkeypatch.setattr(monitor.pipeline, "log", recorder)
     values = [order(0), BOOM, order(2), BOOM, BOOM, BOOM, order(6)]
-    pipeline.process_batch([Msg(TOPIC, o, v) for o, v in enumerate(values)], NOW)
+    pipeline.process_batch([Msg(TOPIC, 0, o, v) for o, v in enumerate(values)], NOW)
     logs = recorder.events
     stats = pipeline.products[TOPIC].stats
     assert stats.processing_errors == 4
@@ -151,6 +101,6 @@ def test_a_raising_manifest_is_counted_and_its_position_moves_on() -> None:
 
     tracker.on_manifest = explode  # type: ignore[method-assign]
     manifest = encode_manifest(Manifest("orders", NOW - 120, NOW - 60, 3))
-    pipeline.process_batch([Msg(CONTROL, 0, manifest)], NOW)
+    pipeline.process_batch([Msg(CONTROL, 0, 0, manifest)], NOW)
     assert pipeline.manifests[CONTROL].errors["processing_error"] == 1
     assert (CONTROL, 0, 1) in list(pipeline.positions())

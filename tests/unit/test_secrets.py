@@ -17,20 +17,10 @@ from monitor.config import load_settings, loggable
 from monitor.errors import ConfigError
 from monitor.logs import LibrdkafkaLogger, RepeatLimiter, configure_logging
 from monitor.redact import REDACTOR, Redactor, looks_secret, mask_patterns
+from tests.unit.test_config import MINIMAL
 
 REPO = Path(__file__).resolve().parents[2]
 
-MINIMAL = """\
-kafka:
-  bootstrap_servers: 127.0.0.1:9092
-products:
-  - name: orders
-    owner: team-checkout
-    topic: shop.orders
-    contract: contracts/orders.avsc
-    encoding: avro-raw
-    event_time: occurred_at
-"""
 SECRET = "s3cr3t-Value-9f8e7d"
 
 
@@ -275,6 +265,18 @@ def test_repeated_librdkafka_complaints_are_logged_once_per_interval(
         ("c#2", None),
     ], fails
     assert sum(r["facility"] == "BROKER" for r in records) == 100  # debug: never dropped
+
+
+def test_registry_requests_are_logged_only_at_debug(
+    json_logs: pytest.CaptureFixture[str],
+) -> None:
+    configure_logging("json", "info")
+    logging.getLogger("httpx").info("HTTP Request: GET https://registry/subjects")
+    logging.getLogger("httpx").warning("HTTP retry")
+    assert [r["event"] for r in lines(json_logs)] == ["HTTP retry"]
+    configure_logging("json", "debug")
+    logging.getLogger("httpx").info("HTTP Request: GET https://registry/subjects")
+    assert [r["event"] for r in lines(json_logs)] == ["HTTP Request: GET https://registry/subjects"]
 
 
 def test_repeat_limiter_is_bounded() -> None:

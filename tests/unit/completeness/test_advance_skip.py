@@ -9,7 +9,6 @@ batch as it did before, gives the same completeness state after every step.
 from __future__ import annotations
 
 import io
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -23,37 +22,13 @@ from monitor.contract.decoding import RawAvroDecoder
 from monitor.contract.eventtime import make_extractor
 from monitor.contract.model import Contract
 from monitor.pipeline import Pipeline, ProductPipeline
+from tests.unit.fakes import Msg
 
 REPO = Path(__file__).resolve().parents[3]
 ORDERS = Contract.load(REPO / "config" / "contracts" / "orders.avsc")
 NOW = 1_700_000_000.0
 TOPIC = "shop.orders"
 PARTITIONS = 3
-
-
-@dataclass
-class Msg:
-    _partition: int
-    _offset: int
-    _value: bytes
-
-    def topic(self) -> str:
-        return TOPIC
-
-    def partition(self) -> int:
-        return self._partition
-
-    def offset(self) -> int:
-        return self._offset
-
-    def value(self) -> bytes:
-        return self._value
-
-    def timestamp(self) -> tuple[int, int]:
-        return (1, -1)
-
-    def error(self) -> Any:
-        return None
 
 
 def body(event_time: float, seq: int) -> bytes:
@@ -134,7 +109,9 @@ class Run:
             batch = []
             for partition, dt, inc in step[1]:
                 self.seq += inc
-                batch.append(Msg(partition, self.offsets[partition], body(self.now + dt, self.seq)))
+                batch.append(
+                    Msg(TOPIC, partition, self.offsets[partition], body(self.now + dt, self.seq))
+                )
                 self.offsets[partition] += 1
             self.now += step[2]
             self.p.process_batch(batch, self.now)

@@ -192,3 +192,19 @@ def test_durations_accept_units() -> None:
 def test_invalid_config_says_what_is_wrong(config: dict[str, Any], message: str) -> None:
     with pytest.raises(ValidationError, match=message):
         CompletenessConfig(**config)
+
+
+# --- the snapshot -------------------------------------------------------------------
+
+
+def test_snapshot_copies_the_window_counters_and_zeroes_the_parts_that_are_off() -> None:
+    t = tracker(expected={"min_events_per_window": 10})
+    window(t, 0, 12)
+    window(t, 1, 4)
+    snap = t.snapshot()
+    assert (snap.expected_events_total, snap.observed_events_total) == (20, 14)
+    assert snap.window_surplus_events_total == 2
+    assert (snap.open_windows, snap.retained_windows) == (0, 3)  # the partial one too
+    assert snap.last_window_ratio == 0.4
+    # no sequence tracking configured: every sequence number is 0, none is missing
+    assert (snap.sequence_missing_total, snap.producers_tracked, snap.pending_gaps) == (0, 0, 0)

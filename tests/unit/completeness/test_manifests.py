@@ -5,7 +5,6 @@ from __future__ import annotations
 import io
 import time
 import uuid
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -30,6 +29,7 @@ from monitor.contract.decoding import RawAvroDecoder
 from monitor.contract.eventtime import make_extractor
 from monitor.contract.model import Contract
 from monitor.pipeline import Pipeline, ProductPipeline
+from tests.unit.fakes import Msg
 
 W = 60.0
 T0 = 1_700_000_040.0  # a window boundary
@@ -277,32 +277,6 @@ def test_flush_closed_publishes_through_a_real_producer() -> None:
 # --- the control topic in the pipeline ----------------------------------------------
 
 
-@dataclass
-class Msg:
-    """A consumed control record as the pipeline sees it (confluent_kafka.Message's getters)."""
-
-    _offset: int
-    _value: bytes
-
-    def topic(self) -> str:
-        return CONTROL
-
-    def partition(self) -> int:
-        return 0
-
-    def offset(self) -> int:
-        return self._offset
-
-    def value(self) -> bytes:
-        return self._value
-
-    def timestamp(self) -> tuple[int, int]:
-        return (0, -1)
-
-    def error(self) -> Any:
-        return None
-
-
 def control_pipeline() -> Pipeline:
     """The orders product with manifests on CONTROL, through the real decoder."""
     config = ProductConfig(
@@ -323,9 +297,9 @@ def control_pipeline() -> Pipeline:
 
 # Two anonymous manifests for window [T0, T0 + W) and a record that is not a manifest.
 RECORDS = [
-    Msg(0, encode_manifest(Manifest("orders", T0, T0 + W, 30))),
-    Msg(1, encode_manifest(Manifest("orders", T0, T0 + W, 40))),
-    Msg(2, b"\xff\xff"),
+    Msg(CONTROL, 0, 0, encode_manifest(Manifest("orders", T0, T0 + W, 30))),
+    Msg(CONTROL, 0, 1, encode_manifest(Manifest("orders", T0, T0 + W, 40))),
+    Msg(CONTROL, 0, 2, b"\xff\xff"),
 ]
 
 
@@ -363,7 +337,9 @@ def test_a_control_partition_read_again_in_the_same_process_applies_nothing_twic
     pipeline.revoke(CONTROL, 0)
     pipeline.assign(CONTROL, 0, 0.0, start=0, warmup_until=committed)
     pipeline.process_batch(RECORDS, 0.0)
-    pipeline.process_batch([Msg(3, encode_manifest(Manifest("orders", T0, T0 + W, 5)))], 0.0)
+    pipeline.process_batch(
+        [Msg(CONTROL, 0, 3, encode_manifest(Manifest("orders", T0, T0 + W, 5)))], 0.0
+    )
     snap = judge_window(pipeline, 75).snapshot()
     assert (snap.expected_events_total, snap.windows_closed_total["complete"]) == (75, 1)
     assert snap.manifests_accepted_total == 3

@@ -25,6 +25,7 @@ from monitor.pipeline import HeldEvent, Pipeline, ProductPipeline
 from monitor.runtime.health import HealthState
 from monitor.runtime.holds import PartitionHolds
 from monitor.runtime.loop import ConsumeLoop
+from tests.unit.fakes import Msg
 
 REPO = Path(__file__).resolve().parents[3]
 CONTRACT = REPO / "config" / "contracts" / "orders.avsc"
@@ -75,32 +76,6 @@ class Answers:
             return HoldReason.SCHEMA_LOOKUP
         if state is Lookup.UNREACHABLE:
             return HoldReason.REGISTRY_UNREACHABLE
-        return None
-
-
-@dataclass
-class Msg:
-    _topic: str
-    _partition: int
-    _offset: int
-    _value: bytes | None
-
-    def topic(self) -> str:
-        return self._topic
-
-    def partition(self) -> int:
-        return self._partition
-
-    def offset(self) -> int:
-        return self._offset
-
-    def value(self) -> bytes | None:
-        return self._value
-
-    def timestamp(self) -> tuple[int, int]:
-        return (1, -1)
-
-    def error(self) -> Any:
         return None
 
 

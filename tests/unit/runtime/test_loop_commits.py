@@ -8,56 +8,24 @@ fail as a whole (KafkaException) or on one partition (error set, call successful
 
 from __future__ import annotations
 
-import io
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
 from confluent_kafka import KafkaError, KafkaException, TopicPartition
-from fastavro import schemaless_writer
 
 from monitor.config import FreshnessObjective, ProductConfig
-from monitor.contract.decoding import RawAvroDecoder
 from monitor.contract.eventtime import make_extractor
 from monitor.contract.model import Contract
 from monitor.pipeline import Pipeline, ProductPipeline
 from monitor.runtime.health import HealthState
 from monitor.runtime.loop import ConsumeLoop
+from tests.unit.fakes import BOOM, CONTRACT, NOW, Msg, RaisingDecoder, order
 
-REPO = Path(__file__).resolve().parents[3]
-CONTRACT = REPO / "config" / "contracts" / "orders.avsc"
 TOPIC = "shop.orders"
-NOW = 1_800_000_000.0
 INTERVAL = 1.0
-BOOM = b"boom"  # a payload on which the (test) decoder raises: a defect, not bad data
-
-
-@dataclass
-class Msg:
-    _partition: int
-    _offset: int
-    _value: bytes | None
-
-    def topic(self) -> str:
-        return TOPIC
-
-    def partition(self) -> int:
-        return self._partition
-
-    def offset(self) -> int:
-        return self._offset
-
-    def value(self) -> bytes | None:
-        return self._value
-
-    def timestamp(self) -> tuple[int, int]:
-        return (1, -1)
-
-    def error(self) -> Any:
-        return None
 
 
 @dataclass
@@ -150,30 +118,6 @@ class FakeConsumer:
         self.closed = True
 
 
-class ExplodingDecoder(RawAvroDecoder):
-    """The contract's decoder, except that it raises on BOOM (stands for a Tidemark bug)."""
-
-    def decode(self, payload: bytes | None) -> Any:
-        if payload == BOOM:
-            raise RuntimeError("a defect in Tidemark")
-        return super().decode(payload)
-
-
-def order(seq: int) -> bytes:
-    buf = io.BytesIO()
-    record = {
-        "order_id": f"o-{seq}",
-        "customer_id": "c-1",
-        "amount_cents": 100,
-        "currency": "EUR",
-        "occurred_at": int((NOW - 1) * 1000),
-        "producer_id": "p",
-        "sequence": seq,
-    }
-    schemaless_writer(buf, Contract.load(CONTRACT).parsed, record)
-    return buf.getvalue()
-
-
 @dataclass
 class Rig:
     consumer: FakeConsumer
@@ -186,7 +130,8 @@ class Rig:
 
     def feed(self, partition: int, offsets: range, value: bytes | None = None) -> None:
         for o in offsets:
-            self.consumer.queue.append(Msg(partition, o, value if value is not None else order(o)))
+            payload = value if value is not None else order(o)
+            self.consumer.queue.append(Msg(TOPIC, partition, o, payload))
 
     @property
     def stats(self) -> Any:
@@ -208,7 +153,7 @@ def rig(partitions: tuple[int, ...] = (0,), committed: dict[int, int] | None = N
     )
     contract = Contract.load(CONTRACT)
     product = ProductPipeline.build(
-        config, ExplodingDecoder(contract), make_extractor(contract, "occurred_at"), 60
+        config, RaisingDecoder(contract), make_extractor(contract, "occurred_at"), 60
     )
     pipeline = Pipeline({TOPIC: product})
     consumer = FakeConsumer(list(partitions), broker_committed=dict(committed or {}))
