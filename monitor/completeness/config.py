@@ -136,6 +136,10 @@ class SharingConfig(_Model):
     topic: str = Field(default="__tidemark-completeness", min_length=1)
     partitions: int = Field(default=1, ge=1, le=1000)  # when Tidemark creates the topic
     replication_factor: int = Field(default=-1, ge=-1, le=100)  # -1: the broker's default
+    # Compaction keeps one record per key, but every window adds keys: records older
+    # than this are deleted too (cleanup.policy compact,delete), so the topic stays the
+    # size of the windows still amendable. Keep it above window_retention and grace.
+    retention: Seconds = Field(default=7 * 86_400.0, ge=3600)
     # Observations kept per product (windows x partitions + manifests + verdicts).
     max_entries: int = Field(default=1_000_000, ge=100, le=100_000_000)
     # How long an assignment waits to read the topic to its end before counting.

@@ -149,7 +149,10 @@ class Sharing:
                         topic,
                         num_partitions=self.config.partitions,
                         replication_factor=self.config.replication_factor,
-                        config={"cleanup.policy": "compact"},
+                        config={
+                            "cleanup.policy": "compact,delete",
+                            "retention.ms": str(round(self.config.retention * 1000)),
+                        },
                     )
                 ],
                 operation_timeout=10,

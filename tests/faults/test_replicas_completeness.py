@@ -289,7 +289,8 @@ def test_tansu_two_replicas_create_the_compacted_topic_and_agree(
     admin = AdminClient({"bootstrap.servers": tansu_only.bootstrap})
     described = admin.describe_configs([ConfigResource("topic", shared)])
     config = next(iter(described.values())).result(10)
-    assert config["cleanup.policy"].value == "compact"
+    assert config["cleanup.policy"].value == "compact,delete"
+    assert config["retention.ms"].value == str(7 * 86_400_000)
 
 
 def test_workers_share_completeness_behind_one_metrics(
