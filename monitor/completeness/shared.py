@@ -185,8 +185,8 @@ class ProductTable:
         elif self.newest is not None and k < self.newest - self.keep_windows:
             return False  # beyond retention: no reconciler holds that window any more
         changed = self._apply_windowed(record)
-        while self.entries > self.max_entries:
-            self._drop_oldest()
+        while self.entries > self.max_entries and self._drop_oldest():
+            pass
         return changed
 
     def _apply_windowed(self, record: Record) -> bool:
@@ -216,10 +216,11 @@ class ProductTable:
             return True
         return False
 
-    def _drop_oldest(self) -> None:
+    def _drop_oldest(self) -> bool:
+        """Drop the oldest window's records; False if none is left (progress only)."""
         ks = [*self.counts, *self.judged, *(self._k(m) for m in self.manifests.values())]
         if not ks:
-            return
+            return False
         k = min(ks)
         gone = len(self.counts.pop(k, {})) + (1 if self.judged.pop(k, None) else 0)
         for key in [key for key, m in self.manifests.items() if self._k(m) == k]:
@@ -228,6 +229,7 @@ class ProductTable:
         self.entries -= gone
         self.dropped += gone
         self.floor = k + 1
+        return True
 
     def counted(self, partition: int) -> dict[int, int]:
         """Window -> count of one partition (seeds a new owner)."""

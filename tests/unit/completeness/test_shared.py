@@ -323,3 +323,12 @@ def test_a_replayed_older_verdict_does_not_make_a_successor_credit_again() -> No
     rec.activate(t)
     assert rec.tracker.observed_total == 0  # credited by the predecessor, not again
     assert rec.changes() == []
+
+
+def test_a_table_full_of_partitions_alone_still_takes_windows() -> None:
+    """Progress records (one per partition) count too but are never dropped."""
+    t = ProductTable(window=W, max_entries=3, keep_windows=1000)
+    for p in range(5):
+        t.apply(Progress("p", p, 1, 1.0, False, 1.0, seq=1))
+    t.apply(Count("p", 1, 0, 1, 1))  # over the cap: its own window goes, and it returns
+    assert t.dropped == 1 and not t.counts and len(t.progress) == 5
