@@ -313,6 +313,16 @@ class PartitionCounts:
         counts[k] = (n or 0) + 1
         self.dirty[partition].add(k)
 
+    def unsent(self, records: Iterable[Record]) -> None:
+        """A publish failed: these go out again with the next drain (if still owned)."""
+        for record in records:
+            if isinstance(record, Count) and record.partition in self.counts:
+                self.dirty[record.partition].add(record.k)
+            elif isinstance(record, Progress):
+                self.published.pop(record.partition, None)
+            elif isinstance(record, ManifestSeen):
+                self.manifests.append(record)
+
     def drain(self, positions: Iterable[tuple[int, int, float | None, bool]]) -> list[Record]:
         """Records to publish for (partition, covered offset, watermark, idle): changed
         counts first, then manifests, then progress (the reader sees counts before the

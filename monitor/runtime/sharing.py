@@ -260,11 +260,16 @@ class Sharing:
                 records.extend(shared.counts.drain(positions))
         if not records:
             return True
-        return self._send(records)
+        if self._send(records):
+            return True
+        with self.pipeline.lock:  # sent again next round (records are idempotent)
+            for shared in self.by_topic.values():
+                shared.counts.unsent([r for r in records if r.product == shared.counts.product])
+        return False
 
     def _send(self, records: list[Record]) -> bool:
         """Produce and wait; both threads send (observations, verdicts), each its own."""
-        failed: list[KafkaError] = []
+        failed: list[KafkaError | None] = []  # None: never queued (local queue full)
 
         def delivered(err: KafkaError | None, msg: Any) -> None:
             if err is not None:
@@ -285,6 +290,8 @@ class Sharing:
                     break
                 except BufferError:
                     self._producer.poll(1.0)
+            else:
+                failed.append(None)
         left = self._producer.flush(self.config.publish_timeout)
         ok = left == 0 and not failed
         if not ok:

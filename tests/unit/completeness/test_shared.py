@@ -332,3 +332,16 @@ def test_a_table_full_of_partitions_alone_still_takes_windows() -> None:
         t.apply(Progress("p", p, 1, 1.0, False, 1.0, seq=1))
     t.apply(Count("p", 1, 0, 1, 1))  # over the cap: its own window goes, and it returns
     assert t.dropped == 1 and not t.counts and len(t.progress) == 5
+
+
+def test_a_failed_publish_goes_out_again_with_the_next_round() -> None:
+    counts = PartitionCounts("p", W, max_windows=100)
+    counts.seed(0, {}, None)
+    counts.count(0, 12.0)
+    counts.manifests.append(ManifestSeen("p", "ctl/0", 1, W, 2 * W, 1, None))
+    first = counts.drain([(0, 1, 10.0, False)])
+    assert counts.drain([(0, 1, 10.0, False)]) == []  # nothing new
+    counts.unsent(first)
+    again = counts.drain([(0, 1, 10.0, False)])
+    assert [type(r) for r in again] == [Count, ManifestSeen, Progress]
+    assert again[-1].seq == first[-1].seq + 1  # type: ignore[union-attr]
