@@ -325,3 +325,47 @@ def test_workers_share_completeness_behind_one_metrics(
     assert samples.total("tidemark_completeness_reconciler") == 1
     assert samples.value("tidemark_windows_closed_total", verdict="partial") == 1
     assert samples.total("tidemark_windows_recovered_total") == 1
+
+
+PRODUCE = 0  # Kafka API key
+NOT_ENOUGH_REPLICAS = 19  # retriable: the client keeps trying until it is cleared
+
+
+def test_no_commit_while_observations_cannot_be_stored(
+    mock_only: Broker, tmp_path: Path, tidemark: Callable[..., TidemarkProcess]
+) -> None:
+    """The broker refuses every Produce (the shared topic's too) after the daemon read
+    new events: it counts them but commits nothing until their observations are
+    stored, then commits once the broker takes them again."""
+    broker = mock_only
+    assert isinstance(broker, MockBroker)
+    topic, control, shared = broker.new_topic(PARTITIONS), broker.new_topic(1), broker.new_topic(1)
+    group = f"tidemark-publish-{uuid.uuid4().hex[:8]}"
+    path = config(tmp_path / "publish.yaml", broker, topic, control, shared, group)
+    text = path.read_text().replace("enabled: true", "enabled: true\n  publish_timeout: 1")
+    path.write_text(text)
+    proc = tidemark(path)
+    script = Script(broker, topic, control)
+    first = script.phase1()
+    wait_for(proc.metrics_url, lambda s: s.total("tidemark_events_total") >= first, timeout=30)
+    parts = list(range(PARTITIONS))
+    deadline = time.monotonic() + 15
+    while sum(broker.committed(group, topic, parts).values()) < first:
+        assert time.monotonic() < deadline, "phase 1 never committed"
+        time.sleep(0.2)
+    script.late()  # one more event (window 5, partition 1)...
+    broker.cluster.push_request_errors(PRODUCE, [NOT_ENOUGH_REPLICAS] * 100_000)
+    try:
+        wait_for(
+            proc.metrics_url, lambda s: s.total("tidemark_events_total") >= first + 1, timeout=15
+        )
+        time.sleep(3.0)  # several commit rounds
+        assert sum(broker.committed(group, topic, parts).values()) == first
+        assert "completeness_publish_failed" in proc.output()
+    finally:
+        broker.cluster.clear_request_errors(PRODUCE)
+    deadline = time.monotonic() + 20
+    while sum(broker.committed(group, topic, parts).values()) < first + 1:
+        assert time.monotonic() < deadline, "never committed after the broker recovered"
+        time.sleep(0.2)
+    assert covered(broker, shared) >= first + 1
