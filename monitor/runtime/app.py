@@ -49,7 +49,7 @@ from monitor.runtime.products import (
     resolve_product,
     version_of,
 )
-from monitor.runtime.sharing import Sharing
+from monitor.runtime.sharing import Sharing, shareable
 
 log = structlog.get_logger("tidemark")
 
@@ -467,10 +467,11 @@ class Monitor:
                     settings.discover.refresh_interval if settings.discover is not None else 60.0
                 ),
             )
+            # No clients, no topic when no product judges windows.
             sharing = settings.completeness_sharing
             self.sharing = (
                 Sharing(sharing, conf, self.pipeline, logger=librdkafka_log)
-                if sharing.enabled
+                if sharing.enabled and shareable(self.pipeline)
                 else None
             )
         except (KafkaException, ValueError, TypeError) as exc:

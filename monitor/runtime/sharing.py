@@ -50,6 +50,14 @@ log = structlog.get_logger("tidemark.sharing")
 _CONSUMER_ONLY = ("group.id", "on_commit", "fetch.queue.backoff.ms", "enable.auto.commit")
 
 
+def shareable(pipeline: Pipeline) -> bool:
+    """Some product judges windows (manifests or expected volume): worth sharing."""
+    return any(
+        p.completeness is not None and p.completeness.windows is not None
+        for p in pipeline.products.values()
+    )
+
+
 @dataclass(slots=True)
 class SharedProduct:
     """One product's shared-completeness state on this replica."""
