@@ -482,6 +482,7 @@ class Monitor:
             on_rebalance=self.lag.refresh_soon,
             hold_check=built.hold_reason,
             partition_count=self.lag.partition_count,
+            offset_bounds=self.lag.bounds,
             on_stopping=self._announce_stop,
             between_batches=built.take_contracts,
             discover=built.discovery,
