@@ -28,11 +28,11 @@ from typing import Any
 
 import structlog
 from prometheus_client.core import Metric
-from prometheus_client.registry import Collector
 
 from monitor.config import Settings, loggable
 from monitor.export.catalogue import METRICS
 from monitor.export.collector import _family, build_registry, render
+from monitor.export.exposition import SnapshotCollector
 from monitor.export.merge import SnapshotMerger, merge_process
 from monitor.export.snapshot import Snapshot
 from monitor.redact import REDACTOR
@@ -305,7 +305,7 @@ class PoolHealth(HealthState):
         return self.pool.not_ready_reason(now, self.liveness_limit)
 
 
-class PoolCollector(Collector):
+class PoolCollector(SnapshotCollector):
     """Renders the merged snapshot with the same catalogue as a single process."""
 
     def __init__(self, pool: WorkerPool) -> None:
@@ -315,8 +315,11 @@ class PoolCollector(Collector):
         for spec in METRICS:
             yield _family(spec)
 
+    def snapshot(self) -> Snapshot:
+        return self.pool.snapshot(time.time())
+
     def collect(self) -> Iterator[Metric]:
-        return render(self.pool.snapshot(time.time()))
+        return render(self.snapshot())
 
 
 def run_workers(settings: Settings) -> int:
