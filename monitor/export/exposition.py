@@ -76,11 +76,16 @@ class Renderer:
     def __init__(self, families: Sequence[_Family] = _FAMILIES) -> None:
         self._families = families
         self._labels: dict[tuple[str, ...], str] = {}  # names + values -> 'a="x",b="y"'
+        # name + label values -> (histogram, lines): a histogram is re-rendered only
+        # when an event changed it; most products' are unchanged between scrapes.
+        self._histograms: dict[tuple[str, ...], tuple[Histogram, str]] = {}
 
     def render(self, snapshot: Snapshot, openmetrics: bool) -> str:
         """The families' text, without OpenMetrics' `# EOF` (other collectors follow)."""
         if len(self._labels) > _LABEL_CACHE_MAX:
             self._labels.clear()  # topics come and go: start over rather than grow
+        if len(self._histograms) > _LABEL_CACHE_MAX // 10:
+            self._histograms.clear()
         out: list[str] = []
         append = out.append
         header = 1 if openmetrics else 0
@@ -114,19 +119,37 @@ class Renderer:
     def _histogram(
         self, family: _Family, snapshot: Snapshot, append: Callable[[str], None]
     ) -> None:
-        name, names, order, at = family.spec.name, family.names, family.order, family.le_at
+        name = family.spec.name
         for labels, value in family.spec.samples(snapshot):
             assert isinstance(value, Histogram)
-            pieces = [f'{names[i]}="{_escape_value(labels[j])}"' for i, j in enumerate(order)]
-            before = "".join(piece + "," for piece in pieces[:at])
-            after = "".join("," + piece for piece in pieces[at:])
-            buckets = value.cumulative()
-            for le, count in buckets:
-                append(f'{name}_bucket{{{before}le="{le}"{after}}} {_number(count)}\n')
-            if float(buckets[0][0]) >= 0:
-                braces = "{" + ",".join(pieces) + "}" if pieces else ""
-                append(f"{name}_count{braces} {_number(buckets[-1][1])}\n")
-                append(f"{name}_sum{braces} {_number(value.total)}\n")
+            key = (name, *labels)
+            cached = self._histograms.get(key)
+            if cached is not None and _same(cached[0], value):
+                append(cached[1])
+                continue
+            text = self._histogram_lines(family, labels, value)
+            self._histograms[key] = (value.copy(), text)
+            append(text)
+
+    @staticmethod
+    def _histogram_lines(family: _Family, labels: Sequence[str], value: Histogram) -> str:
+        name, names, order, at = family.spec.name, family.names, family.order, family.le_at
+        pieces = [f'{names[i]}="{_escape_value(labels[j])}"' for i, j in enumerate(order)]
+        before = "".join(piece + "," for piece in pieces[:at])
+        after = "".join("," + piece for piece in pieces[at:])
+        buckets = value.cumulative()
+        lines = [
+            f'{name}_bucket{{{before}le="{le}"{after}}} {_number(count)}\n' for le, count in buckets
+        ]
+        if float(buckets[0][0]) >= 0:
+            braces = "{" + ",".join(pieces) + "}" if pieces else ""
+            lines.append(f"{name}_count{braces} {_number(buckets[-1][1])}\n")
+            lines.append(f"{name}_sum{braces} {_number(value.total)}\n")
+        return "".join(lines)
+
+
+def _same(a: Histogram, b: Histogram) -> bool:
+    return a.counts == b.counts and a.total == b.total and a.bounds == b.bounds
 
 
 class SnapshotCollector(Collector):

@@ -565,7 +565,9 @@ class MetricsServer:
             body = encoder(registry)
         headers = [("Content-Type", content_type), ("Vary", "Accept, Accept-Encoding")]
         if gzip_accepted(encoding):
-            body = gzip.compress(body)
+            # Level 1: at 1,000 topics the body is ~8 MB, and level 9 costs ~0.2 s of
+            # CPU a scrape for ~15% fewer bytes.
+            body = gzip.compress(body, compresslevel=1)
             headers.append(("Content-Encoding", "gzip"))
         return 200, headers, body
 

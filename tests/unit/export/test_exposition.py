@@ -15,9 +15,9 @@ from pathlib import Path
 
 import pytest
 from prometheus_client import generate_latest
+from prometheus_client.core import Metric
 from prometheus_client.openmetrics import exposition as om_exposition
 from prometheus_client.openmetrics import parser as om_parser
-from prometheus_client.core import Metric
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.registry import Collector, CollectorRegistry
 
@@ -85,6 +85,18 @@ def test_direct_rendering_is_byte_identical_to_prometheus_client(om: bool) -> No
     assert first == _reference(snapshot, om)
     assert "tidemark_completeness" in first and 'partition="2"' in first  # rich enough
     assert renderer.render(snapshot, om) == first  # cached label strings give the same bytes
+    bench = _bench()
+    now = time.time()
+    more = [
+        bench.Msg(
+            "bench.topic-3", 1, 100, bench.order(bench.Contract.load(bench.CONTRACT), now, 1, 100)
+        )  # type: ignore[attr-defined]
+    ]
+    pipeline.process_batch(more, now)
+    changed = TidemarkCollector(pipeline, health).snapshot()
+    again = renderer.render(changed, om)
+    assert again == _reference(changed, om)  # a changed histogram is not served from cache
+    assert again != first
     assert len(first.splitlines()) > 500
 
 
