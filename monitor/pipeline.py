@@ -657,13 +657,14 @@ class Pipeline:
         topic_only: dict[str, list[Message]] = {}
         for msg in messages:
             topic = msg.topic() or ""
+            run = topic_only.get(topic)
+            if run is not None:
+                run.append(msg)
+                continue
             product = products.get(topic)
             if product is not None:
                 if product.batchable:
-                    run = topic_only.get(topic)
-                    if run is None:
-                        run = topic_only[topic] = []
-                    run.append(msg)
+                    topic_only[topic] = [msg]
                     continue
                 if held or waiting:
                     key = (topic, msg.partition() or 0)
