@@ -290,8 +290,14 @@ class LagTracker:
         """
         keys = [(tp.topic, tp.partition) for tp in partitions]
         timeout = 5.0
-        lows, low_failed = list_offsets(self._admin, keys, _EARLIEST, timeout)
-        highs, high_failed = list_offsets(self._admin, keys, _LATEST, timeout)
+        try:
+            lows, low_failed = list_offsets(self._admin, keys, _EARLIEST, timeout)
+            highs, high_failed = list_offsets(self._admin, keys, _LATEST, timeout)
+        except (KafkaException, ValueError, TypeError, RuntimeError):
+            # Raised inside a rebalance callback it would stop the consume loop;
+            # unanswered partitions start as if Kafka had not answered (0, 0).
+            log.exception("partition_bounds_query_failed", partitions=len(keys))
+            return {}
         if low_failed or high_failed:
             self._failed({**low_failed, **high_failed})
         return {k: (lows[k], highs[k]) for k in keys if k in lows and k in highs}

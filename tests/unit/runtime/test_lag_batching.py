@@ -152,3 +152,16 @@ def test_bounds_for_an_assignment_are_two_batched_requests(
     assert consumer.watermark_calls == 0
     assert bounds[("t0002", 3)] == (23, 23)
     assert len(bounds) == len(partitions)
+
+
+def test_bounds_that_raise_leave_the_partitions_unanswered_instead_of_raising(
+    many: tuple[LagTracker, _Admin, _Consumer, Pipeline],
+) -> None:
+    """bounds() runs in the rebalance callback: an exception there would stop the loop."""
+    tracker, admin, _, _ = many
+
+    def refuse(request: object, request_timeout: float) -> object:
+        raise KafkaException(KafkaError(KafkaError._DESTROY))
+
+    admin.list_offsets = refuse  # type: ignore[method-assign,assignment]
+    assert tracker.bounds([TopicPartition("t0001", 0)]) == {}
