@@ -34,11 +34,21 @@ def _escape_value(v: str) -> str:
 
 
 def _number(d: float) -> str:
-    """floatToGoString, with the common cases (small whole numbers) short-cut."""
-    if type(d) is int and 0 <= d < 1_000_000:
-        return f"{d}.0"
-    if type(d) is float and 0.0 < d < 1e6 and not math.isinf(d):
-        return repr(d)
+    """floatToGoString, with the common cases (bools, whole numbers, finite floats) inlined."""
+    kind = type(d)
+    if kind is bool:
+        return "1.0" if d else "0.0"
+    if kind is int:
+        if 0 <= d < 1_000_000:
+            return f"{d}.0"
+        d = float(d)
+    if type(d) is float and -math.inf < d < math.inf:
+        s = repr(d)
+        dot = s.find(".")
+        if d > 0 and dot > 6:  # Go switches to exponents sooner (timestamps: 1.7e+09)
+            mantissa = f"{s[0]}.{s[1:dot]}{s[dot + 1 :]}".rstrip("0.")
+            return f"{mantissa}e+{dot - 1:02d}"
+        return s
     return str(floatToGoString(d))  # type: ignore[no-untyped-call]
 
 

@@ -169,3 +169,21 @@ def test_the_server_serves_the_direct_rendering_with_the_process_families(accept
     parser = om_parser.text_string_to_metric_families if om else None
     families = list(parser(body) if parser else text_string_to_metric_families(body))
     assert len(families) > 60
+
+
+def test_numbers_are_formatted_like_float_to_go_string() -> None:
+    import math
+    import random
+
+    from prometheus_client.utils import floatToGoString
+
+    from monitor.export.exposition import _number
+
+    rng = random.Random(7)
+    values: list[float] = [True, False, 0, 1, 999_999, 1_000_000, 1_234_567, -5, -1_234_567]
+    values += [10**17, 0.0, -0.0, 1e-7, 1.5, 1_796_133_199.0276017, 1e6, 999_999.5, 1e22]
+    values += [math.inf, -math.inf, math.nan, 2**53 + 1]
+    values += [rng.uniform(-1e12, 1e12) for _ in range(2000)]
+    values += [rng.randint(-(10**12), 10**12) for _ in range(2000)]
+    values += [rng.random() * 10 ** rng.randint(-10, 20) for _ in range(2000)]
+    assert [_number(v) for v in values] == [floatToGoString(v) for v in values]
