@@ -2,8 +2,10 @@
 
 Builds N products x P partitions in this process (the orders contract, avro-raw),
 feeds every partition a few events so every series exists, then times a scrape of
-the real collector (TidemarkCollector rendered by prometheus_client's
-generate_latest, the bytes /metrics serves) and reports the RSS of the process.
+the real collector as /metrics renders it (Tidemark's families straight from the
+snapshot, monitor/export/exposition.py, plus prometheus-client's process
+collectors; `--prometheus-client` times the older path, every family through
+prometheus_client's generate_latest) and reports the RSS of the process.
 Each size runs in a fresh process, so RSS is that size's alone; scrapes are
 repeated and the median reported with the spread (min-max).
 
@@ -139,15 +141,23 @@ def order(contract: Contract, event_time: float, partition: int, seq: int) -> by
     return buf.getvalue()
 
 
-def measure(products: int, partitions: int, completeness: bool, scrapes: int) -> dict[str, Any]:
+def measure(
+    products: int, partitions: int, completeness: bool, scrapes: int, old: bool = False
+) -> dict[str, Any]:
     before = rss_mib()
     pipeline = build(products, partitions, completeness)
     registry = build_registry(TidemarkCollector(pipeline, HealthState(liveness_limit=60.0)))
-    body = generate_latest(registry)  # warm-up, and the series count
+
+    def scrape() -> bytes:
+        if old:
+            return generate_latest(registry)
+        return registry.exposition(generate_latest, openmetrics=False)
+
+    body = scrape()  # warm-up, and the series count
     times = []
     for _ in range(scrapes):
         t0 = time.perf_counter()
-        generate_latest(registry)
+        scrape()
         times.append(time.perf_counter() - t0)
     series = sum(1 for line in body.splitlines() if line and not line.startswith(b"#"))
     return {
@@ -169,11 +179,14 @@ def main() -> int:
     parser.add_argument("--sizes", nargs="+", default=["1x8", "10x8", "100x8", "500x8", "100x64"])
     parser.add_argument("--completeness", action="store_true", help="sequences + windows on")
     parser.add_argument("--scrapes", type=int, default=7)
+    parser.add_argument(
+        "--prometheus-client", action="store_true", help="time generate_latest (the old path)"
+    )
     parser.add_argument("--one", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.one:
         n, p = (int(x) for x in args.one.split("x"))
-        print(json.dumps(measure(n, p, args.completeness, args.scrapes)))
+        print(json.dumps(measure(n, p, args.completeness, args.scrapes, args.prometheus_client)))
         return 0
     print(
         f"{'products x partitions':>22} {'series':>8} {'series/product':>15} "
@@ -183,6 +196,8 @@ def main() -> int:
         cmd = [sys.executable, __file__, "--one", size, "--scrapes", str(args.scrapes)]
         if args.completeness:
             cmd.append("--completeness")
+        if args.prometheus_client:
+            cmd.append("--prometheus-client")
         out = subprocess.run(cmd, capture_output=True, text=True, check=True, timeout=1800)
         r = json.loads(out.stdout.strip().splitlines()[-1])
         spread = f"{r['scrape_ms']:.1f} ({r['scrape_ms_min']:.1f}-{r['scrape_ms_max']:.1f})"

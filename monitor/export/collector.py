@@ -20,9 +20,9 @@ from prometheus_client.core import (
     HistogramMetricFamily,
     Metric,
 )
-from prometheus_client.registry import Collector, CollectorRegistry
 
 from monitor.export.catalogue import METRICS, MetricSpec
+from monitor.export.exposition import SnapshotCollector, TidemarkRegistry
 from monitor.export.snapshot import PartitionView, ProcessView, ProductView, Snapshot
 from monitor.pipeline import Pipeline
 from monitor.runtime.health import HealthState
@@ -37,7 +37,7 @@ def _family(spec: MetricSpec) -> Any:
     return GaugeMetricFamily(spec.name, spec.help, labels=list(spec.labels))
 
 
-class TidemarkCollector(Collector):
+class TidemarkCollector(SnapshotCollector):
     """Reads the pipeline under its lock, then renders outside it."""
 
     def __init__(
@@ -165,8 +165,11 @@ class TidemarkCollector(Collector):
         for spec in METRICS:
             yield _family(spec)
 
+    def snapshot(self) -> Snapshot:
+        return self._snapshot(self.clock())
+
     def collect(self) -> Iterator[Metric]:
-        return render(self._snapshot(self.clock()))
+        return render(self.snapshot())
 
 
 def render(snapshot: Snapshot) -> Iterator[Metric]:
@@ -181,12 +184,11 @@ def render(snapshot: Snapshot) -> Iterator[Metric]:
         yield family
 
 
-def build_registry(collector: Collector) -> CollectorRegistry:
+def build_registry(collector: SnapshotCollector) -> TidemarkRegistry:
     """A registry of our own: Tidemark's metrics plus the process collector."""
     from prometheus_client import PlatformCollector, ProcessCollector
 
-    registry = CollectorRegistry(auto_describe=False)
-    registry.register(collector)
-    ProcessCollector(registry=registry)
-    PlatformCollector(registry=registry)
+    registry = TidemarkRegistry(collector)
+    registry.register_other(ProcessCollector(registry=None))
+    registry.register_other(PlatformCollector(registry=None))
     return registry

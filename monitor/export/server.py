@@ -48,6 +48,7 @@ from prometheus_client.exposition import choose_encoder, gzip_accepted
 from prometheus_client.registry import CollectorRegistry
 
 from monitor.errors import ConfigError
+from monitor.export.exposition import TidemarkRegistry
 from monitor.export.webconfig import BasicAuth, WebConfig
 from monitor.runtime.health import HealthState
 
@@ -556,11 +557,17 @@ class MetricsServer:
         """prometheus-client's negotiation (see exposition._bake_output), public API only."""
         encoder, content_type = choose_encoder(accept)
         names = parse_qs(query).get("name[]")
-        registry = self._registry.restricted_registry(names) if names else self._registry
-        body = encoder(registry)
+        if isinstance(self._registry, TidemarkRegistry) and not names:
+            openmetrics = content_type.startswith("application/openmetrics-text")
+            body = self._registry.exposition(encoder, openmetrics)
+        else:
+            registry = self._registry.restricted_registry(names) if names else self._registry
+            body = encoder(registry)
         headers = [("Content-Type", content_type), ("Vary", "Accept, Accept-Encoding")]
         if gzip_accepted(encoding):
-            body = gzip.compress(body)
+            # Level 1: at 1,000 topics the body is ~8 MB, and level 9 costs ~0.2 s of
+            # CPU a scrape for ~15% fewer bytes.
+            body = gzip.compress(body, compresslevel=1)
             headers.append(("Content-Encoding", "gzip"))
         return 200, headers, body
 

@@ -332,6 +332,15 @@ def build_pipeline(settings: Settings, lookup: SchemaLookup | None = None) -> Bu
 
 def violations_json(pipeline: Pipeline) -> bytes:
     """/violations: the most recent bad events per product, where they are, never their payload."""
+    return dump_violations(violations_of(pipeline))
+
+
+def dump_violations(products: dict[str, Any], **extra: Any) -> bytes:
+    return json.dumps({"products": products, **extra}, indent=1).encode() + b"\n"
+
+
+def violations_of(pipeline: Pipeline) -> dict[str, Any]:
+    """Product name -> {"topic", "violations" (newest first)}; plain data, so it pickles."""
     with pipeline.lock:
         copied = [(p.config, list(p.recent)) for p in pipeline.products.values()]
     out: dict[str, Any] = {}
@@ -352,7 +361,7 @@ def violations_json(pipeline: Pipeline) -> bytes:
                     entry["rule_errors"] = list(r.errors)
             entries.append(entry)
         out[config.name] = {"topic": config.topic, "violations": entries}
-    return json.dumps({"products": out}, indent=1).encode() + b"\n"
+    return out
 
 
 def _iso(ms: int) -> str | None:
@@ -491,6 +500,7 @@ class Monitor:
             on_rebalance=self.lag.refresh_soon,
             hold_check=built.hold_reason,
             partition_count=self.lag.partition_count,
+            offset_bounds=self.lag.bounds,
             on_stopping=self._announce_stop,
             between_batches=built.take_contracts,
             discover=built.discovery,

@@ -1,9 +1,16 @@
 """Background high-watermark snapshots, so a scrape never waits on Kafka.
 
-A dedicated client (no group membership) asks the brokers for each owned
+A dedicated client (no group membership) asks the brokers for every owned
 partition's end offset every refresh_interval and publishes the answer as a new
 dict that replaces the old one whole: readers always see one consistent
 snapshot, and a slow or unreachable broker only makes the snapshot older.
+
+End offsets are asked in batches (AdminClient.list_offsets, one ListOffsets
+request per leader for up to _CHUNK partitions): at 1,000 topics x 4 one call
+per partition meant 4,000 round trips a refresh. The admin client's calls do
+not block (they return futures resolved on librdkafka's background thread), so
+the consume loop's rebalance callback can ask it for an assignment's bounds
+without waiting behind this thread.
 
 The client's log lines reach structlog only when it is polled (see
 monitor.logs.LibrdkafkaLogger), so the thread polls it between refreshes.
@@ -16,14 +23,17 @@ rebalance would wait behind a slow watermark query).
 
 from __future__ import annotations
 
+import concurrent.futures
 import math
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import structlog
-from confluent_kafka import Consumer, KafkaException, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
+from confluent_kafka.admin import AdminClient
+from confluent_kafka.admin._listoffsets import OffsetSpec  # admin re-exports it untyped
 
 from monitor.logs import LibrdkafkaLogger, RepeatLimiter
 from monitor.pipeline import Pipeline
@@ -32,6 +42,69 @@ from monitor.runtime.health import HealthState
 log = structlog.get_logger("tidemark.lag")
 
 _COUNTS_MAX_AGE = 60.0  # seconds; partitions are added to a topic rarely
+_CHUNK = 1000  # partitions per list_offsets call: bounds one request's size
+# Consumer-only properties the admin client would warn about and ignore.
+_CONSUMER_ONLY = (
+    "group.",
+    "session.timeout.ms",
+    "heartbeat.interval.ms",
+    "max.poll.interval.ms",
+    "auto.offset.reset",
+    "enable.auto.",
+    "partition.assignment.strategy",
+    "fetch.",
+    "isolation.level",
+    "enable.partition.eof",
+    "check.crcs",
+    "queued.",
+    "on_commit",
+)
+
+_EARLIEST: OffsetSpec = OffsetSpec.earliest()  # type: ignore[no-untyped-call]
+_LATEST: OffsetSpec = OffsetSpec.latest()  # type: ignore[no-untyped-call]
+
+Offsets = dict[tuple[str, int], int]
+Failures = dict[tuple[str, int], KafkaError]
+
+
+def _admin_conf(conf: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in conf.items() if not k.startswith(_CONSUMER_ONLY)}
+
+
+def list_offsets(
+    admin: Any, partitions: Iterable[tuple[str, int]], spec: OffsetSpec, timeout: float
+) -> tuple[Offsets, Failures]:
+    """One offset per partition, asked _CHUNK partitions per call, all calls in flight at once.
+
+    Per-partition errors come back per partition (both the mock cluster and
+    Tansu answer a batch with an error for an unknown topic and offsets for
+    the rest); a partition with no answer within `timeout` counts as timed out.
+    """
+    keys = list(partitions)
+    futures: dict[concurrent.futures.Future[Any], tuple[str, int]] = {}
+    for i in range(0, len(keys), _CHUNK):
+        request = {TopicPartition(t, p): spec for t, p in keys[i : i + _CHUNK]}
+        answer = admin.list_offsets(request, request_timeout=timeout)
+        futures.update({f: (tp.topic, tp.partition) for tp, f in answer.items()})
+    done, _ = concurrent.futures.wait(futures, timeout=timeout + 1.0)
+    offsets: Offsets = {}
+    failures: Failures = {}
+    for future, key in futures.items():
+        if future not in done:
+            failures[key] = KafkaError(KafkaError._TIMED_OUT)
+            continue
+        exc = future.exception()
+        if exc is None:
+            offset = int(future.result().offset)
+            if offset >= 0:
+                offsets[key] = offset
+            else:  # librdkafka 2.16 answers a timed-out request with -1001 and no error
+                failures[key] = KafkaError(KafkaError._TIMED_OUT)
+        elif isinstance(exc, KafkaException):
+            failures[key] = exc.args[0]
+        else:
+            failures[key] = KafkaError(KafkaError._FAIL, str(exc))
+    return offsets, failures
 
 
 class LagTracker:
@@ -49,6 +122,7 @@ class LagTracker:
         conf["group.id"] = "tidemark-lag-probe"  # required by the client; never joins
         conf["enable.auto.commit"] = False
         self._client = Consumer(conf, logger=logger or LibrdkafkaLogger())
+        self._admin: Any = AdminClient(_admin_conf(conf), logger=logger or LibrdkafkaLogger())
         self._pipeline = pipeline
         self._health = health
         self._interval = interval
@@ -76,6 +150,7 @@ class LagTracker:
         if self._thread.is_alive():
             self._thread.join(timeout=10)
         self._client.close()
+        self._admin.poll(0)  # the admin client has no close(); deliver its last lines
 
     def partition_count(self, topic: str, wait: float = 5.0) -> int | None:
         """How many partitions `topic` has (None: unknown), from this thread's metadata.
@@ -160,44 +235,72 @@ class LagTracker:
                 self._pipeline.high_watermarks = {}
                 self._health.lag_snapshot_at = self._clock()
                 return
-        snapshot: dict[str, dict[int, int]] = {}
-        answered, complete = False, True
-        for topic, partition in owned:
-            if self._stop.is_set():
-                return
-            try:
-                _, high = self._client.get_watermark_offsets(
-                    TopicPartition(topic, partition), timeout=timeout, cached=False
-                )
-            except KafkaException as exc:
-                complete = False
-                err = exc.args[0]
-                with self._pipeline.lock:
-                    self._health.loop.kafka_errors[err.name()] += 1
-                suppressed = self._error_log.admit(err.name())
-                if suppressed is not None:  # every partition fails alike in an outage
-                    log.warning(
-                        "high_watermark_query_failed",
-                        topic=topic,
-                        partition=partition,
-                        error=err.str(),
-                        **({"suppressed": suppressed} if suppressed else {}),
-                    )
-                if not answered and not self._refresh_counts(timeout):
-                    return  # nothing answers: keep the previous snapshot whole
-                answered = True  # the metadata request answered
-                previous = self._pipeline.high_watermarks.get(topic, {}).get(partition)
-                if previous is not None:
-                    snapshot.setdefault(topic, {})[partition] = previous
-                continue
-            snapshot.setdefault(topic, {})[partition] = high
-            if not answered:
-                answered = True
+        if self._stop.is_set():
+            return
+        ends, failures = list_offsets(self._admin, owned, _LATEST, timeout)
+        self._admin.poll(0)  # deliver the admin client's queued log lines
+        if failures:
+            self._failed(failures)
+            if not ends and not self._refresh_counts(timeout):
+                return  # nothing answers: keep the previous snapshot whole
+            if ends:
                 self._answered()
-            self._client.poll(0)  # deliver queued log lines between slow queries
+        elif ends:
+            self._answered()
+        snapshot: dict[str, dict[int, int]] = {}
+        previous = self._pipeline.high_watermarks
+        for topic, partition in owned:
+            high = ends.get((topic, partition))
+            if high is None:  # failed: an old answer beats a wrong zero lag
+                high = previous.get(topic, {}).get(partition)
+                if high is None:
+                    continue
+            snapshot.setdefault(topic, {})[partition] = high
         self._pipeline.high_watermarks = snapshot
-        if complete:
+        if not failures:
             self._health.lag_snapshot_at = self._clock()
+
+    def _failed(self, failures: Failures) -> None:
+        """Count every failed partition; log once per error code, not once per partition."""
+        by_code: dict[str, list[tuple[str, int]]] = {}
+        for key, err in failures.items():
+            by_code.setdefault(err.name(), []).append(key)
+        with self._pipeline.lock:
+            for name, keys in by_code.items():
+                self._health.loop.kafka_errors[name] += len(keys)
+        for name, keys in by_code.items():
+            suppressed = self._error_log.admit(name)
+            if suppressed is not None:  # every partition fails alike in an outage
+                topic, partition = keys[0]
+                log.warning(
+                    "high_watermark_query_failed",
+                    topic=topic,
+                    partition=partition,
+                    partitions=len(keys),
+                    error=failures[keys[0]].str(),
+                    **({"suppressed": suppressed} if suppressed else {}),
+                )
+
+    def bounds(self, partitions: list[TopicPartition]) -> dict[tuple[str, int], tuple[int, int]]:
+        """(low, high) per partition in two batched requests; failed ones are left out.
+
+        Called by the consume loop's rebalance callback (another thread): the
+        admin client's calls return futures at once, so nothing waits behind a
+        refresh in progress.
+        """
+        keys = [(tp.topic, tp.partition) for tp in partitions]
+        timeout = 5.0
+        try:
+            lows, low_failed = list_offsets(self._admin, keys, _EARLIEST, timeout)
+            highs, high_failed = list_offsets(self._admin, keys, _LATEST, timeout)
+        except (KafkaException, ValueError, TypeError, RuntimeError):
+            # Raised inside a rebalance callback it would stop the consume loop;
+            # unanswered partitions start as if Kafka had not answered (0, 0).
+            log.exception("partition_bounds_query_failed", partitions=len(keys))
+            return {}
+        if low_failed or high_failed:
+            self._failed({**low_failed, **high_failed})
+        return {k: (lows[k], highs[k]) for k in keys if k in lows and k in highs}
 
     def _answered(self) -> None:
         if self._health.kafka.answered(self._clock()):
@@ -222,4 +325,5 @@ class LagTracker:
             if self._wake.wait(min(remaining, 0.1)):
                 break
             self._client.poll(0)
+            self._admin.poll(0)
         self._wake.clear()

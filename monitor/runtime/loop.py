@@ -28,6 +28,9 @@ if TYPE_CHECKING:
 
 log = structlog.get_logger("tidemark.loop")
 
+# Partitions -> {(topic, partition): (low, high)}; partitions that failed are left out.
+Bounds = Callable[[list[TopicPartition]], dict[tuple[str, int], tuple[int, int]]]
+
 # Client-side notices that say nothing is wrong with the data path.
 _BENIGN = {KafkaError._PARTITION_EOF}
 
@@ -52,6 +55,7 @@ class ConsumeLoop:
         between_batches: Callable[[], object] = lambda: None,
         discover: Callable[[set[str]], dict[str, ProductPipeline]] | None = None,
         sharing: Sharing | None = None,
+        offset_bounds: Bounds | None = None,
     ) -> None:
         self.consumer = consumer
         self.pipeline = pipeline
@@ -62,6 +66,9 @@ class ConsumeLoop:
         self.start_from_earliest = start_from_earliest
         self.on_rebalance = on_rebalance
         self.partition_count = partition_count
+        # (low, high) for many partitions in a few batched requests (LagTracker.bounds);
+        # without it, one consumer call per partition.
+        self.offset_bounds = offset_bounds
         # Builds products for assigned topics nobody configured (the discover: section).
         self.discover = discover
         # Completeness across replicas: publishes before each commit, seeds on assign.
@@ -99,7 +106,7 @@ class ConsumeLoop:
             committed = [
                 TopicPartition(tp.topic, tp.partition, OFFSET_INVALID) for tp in partitions
             ]
-        bounds = [self._bounds(tp) for tp in committed]  # Kafka calls outside the lock
+        bounds = self._all_bounds(committed)  # Kafka calls outside the lock
         counts = self._partition_counts({tp.topic for tp in committed})
         covered = (
             self.sharing.assigned([(tp.topic, tp.partition) for tp in committed], counts)
@@ -155,6 +162,13 @@ class ConsumeLoop:
             )
         consumer.assign(starts)
         self.on_rebalance()
+
+    def _all_bounds(self, partitions: list[TopicPartition]) -> list[tuple[int, int]]:
+        """Each partition's (low, high); (0, 0) where Kafka did not answer, as before."""
+        if self.offset_bounds is None:
+            return [self._bounds(tp) for tp in partitions]
+        answered = self.offset_bounds(partitions)
+        return [answered.get((tp.topic, tp.partition), (0, 0)) for tp in partitions]
 
     def _bounds(self, tp: TopicPartition) -> tuple[int, int]:
         try:

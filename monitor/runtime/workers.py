@@ -28,11 +28,11 @@ from typing import Any
 
 import structlog
 from prometheus_client.core import Metric
-from prometheus_client.registry import Collector
 
 from monitor.config import Settings, loggable
 from monitor.export.catalogue import METRICS
 from monitor.export.collector import _family, build_registry, render
+from monitor.export.exposition import SnapshotCollector
 from monitor.export.merge import SnapshotMerger, merge_process
 from monitor.export.snapshot import Snapshot
 from monitor.redact import REDACTOR
@@ -99,6 +99,10 @@ def _answer(monitor: Any, conn: Connection) -> None:
         answer: object
         if kind == "snapshot":
             answer = monitor.collector._snapshot(now)
+        elif kind == "violations":
+            from monitor.runtime.app import violations_of
+
+            answer = violations_of(monitor.pipeline)
         else:
             answer = (monitor.health.alive(now), monitor.health.not_ready_reason(now))
         try:
@@ -273,6 +277,31 @@ class WorkerPool:
         with self._merge_lock:
             return self._merger.merge(now, parts, process)
 
+    def violations(self) -> bytes:
+        """/violations: every running worker's recent bad events, merged per product.
+
+        Each worker owns some of a product's partitions, so a product's entries
+        are the union, newest first, as many as one process keeps. A worker
+        that does not answer in time is left out and the answer says so.
+        """
+        from monitor.runtime.app import dump_violations
+
+        kept = self.settings.server.violations_per_product
+        merged: dict[str, Any] = {}
+        answered = 0
+        for slot in self.slots:
+            got = self._ask(slot, "violations", SNAPSHOT_TIMEOUT)
+            if not isinstance(got, dict):
+                continue
+            answered += 1
+            for name, entry in got.items():
+                into = merged.setdefault(name, {"topic": entry["topic"], "violations": []})
+                into["violations"].extend(entry["violations"])
+        for entry in merged.values():
+            entry["violations"].sort(key=lambda v: v["timestamp_ms"], reverse=True)
+            del entry["violations"][kept:]
+        return dump_violations(merged, workers={"count": len(self.slots), "answered": answered})
+
     # -- health, from the supervisor's last answers --
 
     def alive(self, now: float, limit: float) -> bool:
@@ -305,7 +334,7 @@ class PoolHealth(HealthState):
         return self.pool.not_ready_reason(now, self.liveness_limit)
 
 
-class PoolCollector(Collector):
+class PoolCollector(SnapshotCollector):
     """Renders the merged snapshot with the same catalogue as a single process."""
 
     def __init__(self, pool: WorkerPool) -> None:
@@ -315,8 +344,11 @@ class PoolCollector(Collector):
         for spec in METRICS:
             yield _family(spec)
 
+    def snapshot(self) -> Snapshot:
+        return self.pool.snapshot(time.time())
+
     def collect(self) -> Iterator[Metric]:
-        return render(self.pool.snapshot(time.time()))
+        return render(self.snapshot())
 
 
 def run_workers(settings: Settings) -> int:
@@ -332,7 +364,7 @@ def run_workers(settings: Settings) -> int:
     health = PoolHealth(liveness_limit=settings.server.liveness_limit)
     health.pool = pool
     registry = build_registry(PoolCollector(pool))
-    probe = build_server(settings, registry, health)
+    probe = build_server(settings, registry, health, violations=pool.violations)
 
     def request_stop(signum: int, frame: FrameType | None) -> None:
         health.stopping = True  # no logging in a signal handler (see Monitor)

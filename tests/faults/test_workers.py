@@ -10,6 +10,7 @@ count twice), and SIGTERM stops every worker with its offsets committed.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import sys
@@ -153,3 +154,28 @@ def test_killed_worker_is_restarted_and_counts_recover(
     print(f"worker SIGKILL → restarted and all partitions owned again in {recovered:.1f}s")
     status, _ = daemon.get("/healthz")
     assert status == 200
+
+
+def test_violations_are_served_from_every_worker_by_the_parent(
+    mock_only: Broker, tidemark: Callable[..., TidemarkProcess], tmp_path: Path
+) -> None:
+    """/violations under --workers: the parent asks each worker and merges per product."""
+    topic = mock_only.new_topic(PARTITIONS)
+    daemon, _ = _start(mock_only, tidemark, tmp_path, topic)
+    _settled(daemon)
+    for p in range(PARTITIONS):  # not Avro: one contract violation on each partition
+        mock_only.produce(topic, p, b"\xff\xfe not an order")
+    mock_only.flush()
+    wait_for(
+        daemon.metrics_url,
+        lambda s: sum(s.values("tidemark_contract_violations_total").values()) >= PARTITIONS,
+        timeout=40,
+    )
+    status, body = daemon.get("/violations", timeout=15)
+    assert status == 200, body
+    answer = json.loads(body)
+    assert answer["workers"] == {"count": 2, "answered": 2}
+    listed = answer["products"]["orders"]["violations"]
+    assert sorted(v["partition"] for v in listed) == list(range(PARTITIONS))  # both workers'
+    assert all(v["offset"] == 0 and "reason" in v for v in listed)
+    assert answer["products"]["orders"]["topic"] == topic
