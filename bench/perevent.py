@@ -173,13 +173,22 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--events", type=int, default=100_000)
     parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument(
+        "--encodings",
+        default="avro-raw,confluent,avro-single-object",
+        help="comma-separated encodings to measure",
+    )
+    parser.add_argument(
+        "--completeness", choices=("both", "off", "on"), default="both", help="which variants"
+    )
     args = parser.parse_args()
     started = time.perf_counter()
     events = bodies(Contract.load(CONTRACT), args.events, time.time())
     contenders: dict[str, Any] = {"floor (schemaless_reader)": lambda: floor(events)}
-    for encoding in ("avro-raw", "confluent", "avro-single-object"):
+    variants = {"both": (False, True), "off": (False,), "on": (True,)}[args.completeness]
+    for encoding in args.encodings.split(","):
         msgs = messages(encoding, events)
-        for completeness in (False, True):
+        for completeness in variants:
             name = f"{encoding}, completeness {'on' if completeness else 'off'}"
             contenders[name] = lambda e=encoding, c=completeness, m=msgs: tidemark(e, c, m)
     setup = time.perf_counter() - started

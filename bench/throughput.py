@@ -101,7 +101,9 @@ def client_properties(librdkafka_defaults: bool) -> dict[str, str | int | float 
     return dict(LIBRDKAFKA_DEFAULTS) if librdkafka_defaults else {}
 
 
-def produce(bootstrap: str, registry: SchemaRegistryClient, n: int) -> None:
+def produce(
+    bootstrap: str, registry: SchemaRegistryClient, n: int, partitions: int = PARTITIONS
+) -> None:
     schema = json.loads(CONTRACT.read_text())
     schema_id = registry.register_schema(f"{TOPIC}-value", Schema(json.dumps(schema), "AVRO"))
     parsed = parse_schema(schema)
@@ -132,7 +134,7 @@ def produce(bootstrap: str, registry: SchemaRegistryClient, n: int) -> None:
                 "sequence": i,
             },
         )
-        producer.produce(TOPIC, buf.getvalue(), partition=i % PARTITIONS)
+        producer.produce(TOPIC, buf.getvalue(), partition=i % partitions)
         if i % 10000 == 0:
             producer.poll(0)
     producer.flush(60)
@@ -425,14 +427,17 @@ def registry_stand_in() -> Iterator[str]:
 class BrokerUnderTest:
     """Context manager yielding a bootstrap address for the chosen broker."""
 
-    def __init__(self, kind: str) -> None:
+    def __init__(self, kind: str, partitions: int = PARTITIONS) -> None:
         self.kind = kind
+        self.partitions = partitions
+        self.pid = 0  # the broker's process, for its CPU time
+        self.bootstrap = ""
         self._cleanup: Callable[[], None] = lambda: None
 
     def __enter__(self) -> str:
         if self.kind == "mock":
             child = subprocess.Popen(
-                [sys.executable, "-c", MOCK_CHILD, TOPIC, str(PARTITIONS)],
+                [sys.executable, "-c", MOCK_CHILD, TOPIC, str(self.partitions)],
                 stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE,
                 text=True,
@@ -440,6 +445,8 @@ class BrokerUnderTest:
             assert child.stdout is not None and child.stdin is not None
             bootstrap = child.stdout.readline().strip()
             stdin = child.stdin
+            self.pid = child.pid
+            self.bootstrap = bootstrap
 
             def stop() -> None:
                 stdin.close()
@@ -453,9 +460,11 @@ class BrokerUnderTest:
         stack = contextlib.ExitStack()
         log_dir = stack.enter_context(tempfile.TemporaryDirectory())
         broker = stack.enter_context(tansu_broker(Path(log_dir)))
-        broker.create_topic(TOPIC, PARTITIONS)
+        broker.create_topic(TOPIC, self.partitions)
+        self.pid = broker.process.pid
         self._cleanup = stack.close
-        return str(broker.bootstrap)
+        self.bootstrap = str(broker.bootstrap)
+        return self.bootstrap
 
     def __exit__(self, *exc: object) -> None:
         self._cleanup()

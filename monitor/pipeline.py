@@ -331,12 +331,15 @@ class ProductPipeline:
         if self.completeness is not None:
             self._observe(clock, partition, event_time, now, record)
             return
-        # _observe without completeness, inline.
-        kind = clock.observe(event_time, now)
-        if kind == FUTURE:
+        # _observe without completeness, and PartitionClock.observe, inline.
+        clock.last_event_at = now
+        settings = clock.settings
+        if event_time > now + settings.max_future_skew:
             stats.future += 1
             return
-        if kind == LATE:
+        if event_time > clock.max_event_time:
+            clock.max_event_time = event_time
+        elif event_time < clock.max_event_time - settings.max_out_of_orderness:
             stats.late += 1
             stats.lateness.observe(clock.watermark - event_time)
         latency = now - event_time
@@ -603,9 +606,11 @@ class Pipeline:
         products = self.products
         new: list[HeldEvent] = []
         waiting: set[tuple[str, int]] = set()
+        last_topic, product = None, None  # a batch is mostly one topic: look it up once
         for msg in messages:
             topic = msg.topic() or ""
-            product = products.get(topic)
+            if topic != last_topic:
+                last_topic, product = topic, products.get(topic)
             if product is not None:
                 if held or waiting:
                     key = (topic, msg.partition() or 0)

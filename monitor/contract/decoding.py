@@ -199,35 +199,22 @@ except ImportError:  # pragma: no cover - a fastavro without its compiled extens
     _compiled_read_data = None
 
 
-class _CompiledReader:
-    """schemaless_reader(fo, writer, reader) without its per-call set-up.
+def _named_schemas(writer_schema: Any, reader_schema: Any) -> tuple[Any, dict[str, Any]]:
+    """(reader schema, named-schema table) exactly as schemaless_reader sets them up per call.
 
     Why: per event, schemaless_reader compares the two schemas, builds a fresh
     named-schema table and an options dict and re-enters parse_schema, ~0.4 µs
-    of a ~3 µs decode. Here that is done once per writer; the decode itself is
+    of a ~3 µs decode. Done once per writer here; the decode itself is then
     fastavro's own compiled `_read_data`, the call schemaless_reader ends in, so
     every record and every error is what schemaless_reader gives.
     """
-
-    __slots__ = ("_named", "_read", "_reader", "_writer")
-
-    def __init__(self, read: Callable[..., Any], writer_schema: Any, reader_schema: Any) -> None:
-        self._read = read
-        if writer_schema == reader_schema:
-            reader_schema = None  # as schemaless_reader does
-        self._named: dict[str, dict[str, Any]] = {"writer": {}, "reader": {}}
-        self._writer = parse_schema(writer_schema, self._named["writer"])
-        self._reader = parse_schema(reader_schema, self._named["reader"]) if reader_schema else None
-
-    def __call__(self, fo: BytesIO) -> Any:
-        return self._read(fo, self._writer, self._named, self._reader, _READ_OPTIONS)
-
-
-def _reader(writer_schema: Any, reader_schema: Any) -> Callable[[BytesIO], Any]:
-    """The function that decodes one body; schemaless_reader where nothing faster exists."""
-    if _compiled_read_data is not None:
-        return _CompiledReader(_compiled_read_data, writer_schema, reader_schema)
-    return lambda fo: schemaless_reader(fo, writer_schema, reader_schema)
+    if writer_schema == reader_schema:
+        reader_schema = None  # as schemaless_reader does
+    named: dict[str, dict[str, Any]] = {"writer": {}, "reader": {}}
+    parse_schema(writer_schema, named["writer"])
+    if reader_schema:
+        reader_schema = parse_schema(reader_schema, named["reader"])
+    return reader_schema or None, named
 
 
 @dataclass(frozen=True, slots=True)
@@ -240,7 +227,9 @@ class _Entry:
     python: _PythonReader | None  # for payloads over _COMPILED_SAFE_BYTES (recursive)
     refused: Reason  # why, when schema is None
     raw: RawEventTime | None = None  # set when the event time is decoded as a plain long
-    read: Callable[[BytesIO], Any] | None = None  # decodes one body; None when refused
+    # With fastavro's compiled reader: the reader schema and named-schema table it is
+    # called with (see _named_schemas); None when refused or without it.
+    compiled: tuple[Any, dict[str, Any]] | None = None
 
 
 def _entry(contract: Contract, writer: WriterSchema, raw: RawEventTime | None = None) -> _Entry:
@@ -262,22 +251,25 @@ def _entry(contract: Contract, writer: WriterSchema, raw: RawEventTime | None = 
     python = _PythonReader(schema, reader_schema) if deep else None
     if writer.verdict is not Verdict.CONFORMING:
         raw = None
-    read = _reader(schema, reader_schema)
-    return _Entry(writer, schema, reader_schema, python, Reason.DECODE_ERROR, raw, read)
+    compiled = _named_schemas(schema, reader_schema) if _compiled_read_data else None
+    return _Entry(writer, schema, reader_schema, python, Reason.DECODE_ERROR, raw, compiled)
 
 
 def _decode_body(payload: bytes, offset: int, entry: _Entry) -> tuple[Record, WriterSchema]:
-    read = entry.read
-    if read is None:
+    writer_schema = entry.schema
+    if writer_schema is None:
         raise InvalidEvent(entry.refused, entry.writer)
     fo = BytesIO(payload)
     fo.seek(offset)
     try:
         python = entry.python
+        compiled = entry.compiled
         if python is not None and len(payload) > _COMPILED_SAFE_BYTES:
             record: Record = python(fo)
+        elif compiled is not None:  # schemaless_reader without its per-call set-up
+            record = _compiled_read_data(fo, writer_schema, compiled[1], compiled[0], _READ_OPTIONS)  # type: ignore[misc]
         else:
-            record = read(fo)
+            record = schemaless_reader(fo, writer_schema, entry.reader_schema)  # type: ignore[assignment]
     except RecursionError:
         raise InvalidEvent(Reason.NESTING_TOO_DEEP) from None
     except Exception:  # fastavro raises a zoo of types on bad bytes; all mean the same
