@@ -384,3 +384,24 @@ def test_a_partition_back_after_a_refused_revoke_commit_is_not_counted_twice() -
     assert r.stats.events == 7  # 5 before, only the 2 new ones now
     r.loop.commit(sync=True)
     assert r.consumer.broker_committed == {0: 7}
+
+
+@dataclass
+class ErrorMsg(Msg):
+    """A consumed item carrying an error instead of an event (confluent_kafka's way)."""
+
+    _error: KafkaError | None = None
+
+    def error(self) -> Any:
+        return self._error
+
+
+def test_errors_inside_a_batch_are_counted_and_the_events_around_them_processed() -> None:
+    r = rig(committed={0: 0})
+    r.feed(0, range(0, 3))
+    r.consumer.queue.append(ErrorMsg(0, -1, None, KafkaError(KafkaError._PARTITION_EOF)))
+    r.consumer.queue.append(ErrorMsg(0, -1, None, KafkaError(KafkaError._TRANSPORT)))
+    r.feed(0, range(3, 5))
+    assert r.loop.poll_once() == 5
+    assert r.stats.conforming == 5
+    assert r.loop.health.loop.kafka_errors == {"_TRANSPORT": 1}  # end of partition: benign
