@@ -1,22 +1,26 @@
 """`tidemark run --workers N`: events/s of the real daemon with 1 and with N workers.
 
-The same N Avro events (Confluent wire format) as bench/throughput.py, on the
-same out-of-process broker (the mock cluster in a child process, or Tansu), are
-read by the daemon started from its command line, once with `--workers 1`
-(the single process, as shipped) and once with `--workers N`, interleaved,
-median of --repeat runs. Each run is a fresh consumer group reading from the
-beginning.
+The same Avro events (Confluent wire format) as bench/throughput.py, on an
+out-of-process broker (the mock cluster in a child process, or Tansu), are read
+by the daemon started from its command line, once with `--workers 1` (the
+single process, as shipped) and once with `--workers N`, interleaved, median of
+--repeat runs. Each run is a fresh consumer group reading from the beginning.
 
-What is timed: from the first event counted (polled on /metrics every 20 ms)
-until the group's committed offsets reach the end of every partition (polled
-with OffsetFetch), so an event counted twice at the workers' start-up
-rebalance (at-least-once) adds time, never throughput. The commit interval is
-0.1 s in every run so the end is seen promptly; all other settings are
-Tidemark's defaults plus bench/throughput.py's fetch setting, the same for
-every run.
+What is timed: the steady state. The clock starts once the group has settled
+(every worker owns partitions, seen on /metrics as
+tidemark_worker_assigned_partitions; with one process, the first event
+counted) and stops when the group's committed offsets reach the end of every
+partition (polled with OffsetFetch; no scrapes meanwhile); the rate is the
+events committed in between over that time. Start-up and the first rebalance
+are left out (shown apart as "whole run"); events read twice after it would
+cost time, never add throughput. Over the same window the CPU time of the
+consuming processes, of the --workers parent and of the broker process is
+read from /proc: events per consumer CPU-second is what one core does, and
+holds however busy the machine is. The commit interval is 0.1 s in every run
+so the end is seen promptly; all other settings are Tidemark's defaults.
 
-    python bench/workers.py --events 200000 --workers 2
-    python bench/workers.py --broker tansu
+    python bench/workers.py --events 400000 --partitions 8 --workers 2
+    python bench/workers.py --broker tansu --events 200000
 """
 
 from __future__ import annotations
