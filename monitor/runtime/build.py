@@ -198,7 +198,7 @@ class Built:
                     index, product.config, found.contract, setup.odcs, found
                 )
                 decoder = build_decoder(
-                    product.config, index, found.contract, self.resolver, rules=rules is not None
+                    product.config, index, found.contract, self.resolver, rules=bool(rules)
                 )
             except (ConfigError, ContractError) as exc:
                 log.error(
@@ -280,7 +280,8 @@ def build_pipeline(settings: Settings, lookup: SchemaLookup | None = None) -> Bu
                 extractor = make_extractor(contract, product.event_time or "")
             except ContractError as exc:
                 raise ConfigError(f"products[{i}].event_time ({product.name}): {exc}") from None
-            decoder = build_decoder(product, i, contract, resolver, rules=setup.rules is not None)
+            # An empty CompiledRules (no rules) is falsy: only real rules need datetimes.
+            decoder = build_decoder(product, i, contract, resolver, rules=bool(setup.rules))
         products[product.topic] = ProductPipeline.build(
             product,
             decoder,
