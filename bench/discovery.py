@@ -152,6 +152,9 @@ def main() -> int:
         rss = rss_mb()
         load_after = os.getloadavg()
         stop_producing.set()
+        if producing.is_alive():
+            producing.join(5)
+        producer.flush(10)
         monitor.stop()
         thread.join(30)
     finally:
