@@ -181,7 +181,13 @@ def main() -> int:
         f"over {len(settled)} scrapes ({args.rate:.0f} events/s arriving"
         f"{', gzip' if args.gzip else ''})"
     )
+    cached = [
+        line
+        for line in body.decode(errors="replace").splitlines()
+        if line.startswith("tidemark_cached_scrapes")
+    ]
     print(f"RSS (monitor process)    {rss:.0f} MB")
+    print(f"cached scrapes           {cached[0].split()[-1] if cached else '?'} (lock busy > 1 s)")
     print(
         "load average             "
         + f"{load_before[0]:.1f} at start, {load_after[0]:.1f} at end (1 min), "
