@@ -5,8 +5,12 @@ process), writes one record per partition, then starts the real monitor with a
 `discover:` section and measures, from start:
 
   discovered  time until every topic is a product with its events counted
-  scrape      /metrics latency (p50, p99, max) over the whole run, while consuming
+  scrape      /metrics latency (p50, p99, max) once every topic is exported, over
+              --scrapes scrapes, while --rate events/s keep arriving on random topics
   rss         the monitor's resident memory at the end
+  load        the machine's load average over the run (other work skews the figures)
+
+Tidemark runs as shipped: librdkafka's defaults, no tuned properties.
 
     python bench/discovery.py --topics 1000 --partitions 4
 """
@@ -14,6 +18,8 @@ process), writes one record per partition, then starts the real monitor with a
 from __future__ import annotations
 
 import argparse
+import os
+import random
 import statistics
 import subprocess
 import sys
@@ -63,6 +69,13 @@ def main() -> int:
     parser.add_argument(
         "--no-partition-series", action="store_true", help="product-level series only"
     )
+    parser.add_argument(
+        "--scrapes", type=int, default=60, help="scrapes once every topic is exported"
+    )
+    parser.add_argument(
+        "--rate", type=float, default=200.0, help="events/s produced while scraping"
+    )
+    parser.add_argument("--gzip", action="store_true", help="ask for gzip, as Prometheus does")
     args = parser.parse_args()
     configure_logging("json", "warning")
     prefix = f"bench{uuid.uuid4().hex[:6]}"
@@ -88,7 +101,6 @@ def main() -> int:
                 "bootstrap_servers": bootstrap,
                 "group_id": f"bench-{uuid.uuid4().hex[:6]}",
                 "start_from": "earliest",
-                "properties": {"fetch.wait.max.ms": 10},
             },
             server={"bind_address": "127.0.0.1", "port": 0},
             logging={"format": "json", "level": "warning"},
@@ -98,6 +110,17 @@ def main() -> int:
                 "defaults": {"partition_series": not args.no_partition_series},
             },
         )
+        stop_producing = threading.Event()
+
+        def trickle() -> None:
+            """Events keep arriving, so some products change between scrapes."""
+            rng = random.Random(7)
+            while args.rate > 0 and not stop_producing.wait(1 / args.rate):
+                topic = f"{prefix}.{rng.randrange(args.topics):05d}"
+                producer.produce(topic, b"", partition=rng.randrange(args.partitions))
+                producer.poll(0)
+
+        load_before = os.getloadavg()
         started = time.monotonic()
         monitor = Monitor(settings)
         thread = threading.Thread(target=monitor.run, daemon=True)
@@ -107,9 +130,12 @@ def main() -> int:
         settled: list[float] = []  # scrapes once every product is exported
         done_at = None
         deadline = started + args.timeout
+        producing = threading.Thread(target=trickle, daemon=True)
+        headers = {"Accept-Encoding": "gzip"} if args.gzip else {}
         while time.monotonic() < deadline:
             t0 = time.perf_counter()
-            with urllib.request.urlopen(monitor.metrics_url, timeout=30) as response:
+            request = urllib.request.Request(monitor.metrics_url, headers=headers)
+            with urllib.request.urlopen(request, timeout=30) as response:
                 body = response.read()
             latencies.append(time.perf_counter() - t0)
             if done_at is not None:
@@ -119,11 +145,16 @@ def main() -> int:
                 events = sum(p.stats.events for p in monitor.pipeline.products.values())
             if done_at is None and products == args.topics and events >= expected:
                 done_at = time.monotonic() - started
-                settle = time.monotonic() + 10  # keep scraping a while with all exported
-            if done_at is not None and time.monotonic() > settle:
+                producing.start()
+            if len(settled) >= args.scrapes:
                 break
             time.sleep(0.25)
         rss = rss_mb()
+        load_after = os.getloadavg()
+        stop_producing.set()
+        if producing.is_alive():
+            producing.join(5)
+        producer.flush(10)
         monitor.stop()
         thread.join(30)
     finally:
@@ -132,6 +163,7 @@ def main() -> int:
     lat = sorted(latencies)
     p99 = lat[min(len(lat) - 1, int(0.99 * len(lat)))]
     full = sorted(settled) or [float("nan")]
+    full_p99 = full[min(len(full) - 1, int(0.99 * len(full)))]
     print(f"topics x partitions      {args.topics} x {args.partitions}")
     print(
         "all discovered+counted   "
@@ -145,9 +177,22 @@ def main() -> int:
     )
     print(
         f"  with all exported      p50 {statistics.median(full) * 1000:.0f} ms, "
-        f"max {full[-1] * 1000:.0f} ms over {len(settled)} scrapes"
+        f"p99 {full_p99 * 1000:.0f} ms, max {full[-1] * 1000:.0f} ms "
+        f"over {len(settled)} scrapes ({args.rate:.0f} events/s arriving"
+        f"{', gzip' if args.gzip else ''})"
     )
+    cached = [
+        line
+        for line in body.decode(errors="replace").splitlines()
+        if line.startswith("tidemark_cached_scrapes")
+    ]
     print(f"RSS (monitor process)    {rss:.0f} MB")
+    print(f"cached scrapes           {cached[0].split()[-1] if cached else '?'} (lock busy > 1 s)")
+    print(
+        "load average             "
+        + f"{load_before[0]:.1f} at start, {load_after[0]:.1f} at end (1 min), "
+        + f"{load_after[1]:.1f} (5 min)"
+    )
     return 0 if done_at is not None else 1
 
 

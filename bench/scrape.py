@@ -7,7 +7,9 @@ snapshot, monitor/export/exposition.py, plus prometheus-client's process
 collectors; `--prometheus-client` times the older path, every family through
 prometheus_client's generate_latest) and reports the RSS of the process.
 Each size runs in a fresh process, so RSS is that size's alone; scrapes are
-repeated and the median reported with the spread (min-max).
+repeated and the median reported with the spread (min-max). `/metrics` reuses an
+unchanged product's lines, so a scrape of a still pipeline is the cheapest case:
+`--changing 0.1` gives a tenth of the products one more event before each scrape.
 
     python bench/scrape.py                       # the default table
     python bench/scrape.py --sizes 500x8 100x64 --completeness
@@ -142,10 +144,28 @@ def order(contract: Contract, event_time: float, partition: int, seq: int) -> by
 
 
 def measure(
-    products: int, partitions: int, completeness: bool, scrapes: int, old: bool = False
+    products: int,
+    partitions: int,
+    completeness: bool,
+    scrapes: int,
+    old: bool = False,
+    changing: float = 0.0,
 ) -> dict[str, Any]:
     before = rss_mib()
     pipeline = build(products, partitions, completeness)
+    contract = Contract.load(CONTRACT)
+    topics = list(pipeline.products)
+    offset = EVENTS_PER_PARTITION
+
+    def change() -> None:
+        """One more event on a `changing` share of products (their cached lines are stale)."""
+        nonlocal offset
+        now = time.time()
+        picked = topics[: round(changing * len(topics))]
+        batch = [Msg(t, 0, offset, order(contract, now - 60, 0, offset)) for t in picked]
+        pipeline.process_batch(batch, now)
+        offset += 1
+
     registry = build_registry(TidemarkCollector(pipeline, HealthState(liveness_limit=60.0)))
 
     def scrape() -> bytes:
@@ -156,6 +176,8 @@ def measure(
     body = scrape()  # warm-up, and the series count
     times = []
     for _ in range(scrapes):
+        if changing:
+            change()  # not timed
         t0 = time.perf_counter()
         scrape()
         times.append(time.perf_counter() - t0)
@@ -182,11 +204,18 @@ def main() -> int:
     parser.add_argument(
         "--prometheus-client", action="store_true", help="time generate_latest (the old path)"
     )
+    parser.add_argument(
+        "--changing",
+        type=float,
+        default=0.0,
+        help="share of products given one more event before each scrape (0-1)",
+    )
     parser.add_argument("--one", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.one:
         n, p = (int(x) for x in args.one.split("x"))
-        print(json.dumps(measure(n, p, args.completeness, args.scrapes, args.prometheus_client)))
+        r = measure(n, p, args.completeness, args.scrapes, args.prometheus_client, args.changing)
+        print(json.dumps(r))
         return 0
     print(
         f"{'products x partitions':>22} {'series':>8} {'series/product':>15} "
@@ -194,6 +223,7 @@ def main() -> int:
     )
     for size in args.sizes:
         cmd = [sys.executable, __file__, "--one", size, "--scrapes", str(args.scrapes)]
+        cmd += ["--changing", str(args.changing)]
         if args.completeness:
             cmd.append("--completeness")
         if args.prometheus_client:

@@ -1,22 +1,26 @@
 """`tidemark run --workers N`: events/s of the real daemon with 1 and with N workers.
 
-The same N Avro events (Confluent wire format) as bench/throughput.py, on the
-same out-of-process broker (the mock cluster in a child process, or Tansu), are
-read by the daemon started from its command line, once with `--workers 1`
-(the single process, as shipped) and once with `--workers N`, interleaved,
-median of --repeat runs. Each run is a fresh consumer group reading from the
-beginning.
+The same Avro events (Confluent wire format) as bench/throughput.py, on an
+out-of-process broker (the mock cluster in a child process, or Tansu), are read
+by the daemon started from its command line, once with `--workers 1` (the
+single process, as shipped) and once with `--workers N`, interleaved, median of
+--repeat runs. Each run is a fresh consumer group reading from the beginning.
 
-What is timed: from the first event counted (polled on /metrics every 20 ms)
-until the group's committed offsets reach the end of every partition (polled
-with OffsetFetch), so an event counted twice at the workers' start-up
-rebalance (at-least-once) adds time, never throughput. The commit interval is
-0.1 s in every run so the end is seen promptly; all other settings are
-Tidemark's defaults plus bench/throughput.py's fetch setting, the same for
-every run.
+What is timed: the steady state. The clock starts once the group has settled
+(every worker owns partitions, seen on /metrics as
+tidemark_worker_assigned_partitions; with one process, the first event
+counted) and stops when the group's committed offsets reach the end of every
+partition (polled with OffsetFetch; no scrapes meanwhile); the rate is the
+events committed in between over that time. Start-up and the first rebalance
+are left out (shown apart as "whole run"); events read twice after it would
+cost time, never add throughput. Over the same window the CPU time of the
+consuming processes, of the --workers parent and of the broker process is
+read from /proc: events per consumer CPU-second is what one core does, and
+holds however busy the machine is. The commit interval is 0.1 s in every run
+so the end is seen promptly; all other settings are Tidemark's defaults.
 
-    python bench/workers.py --events 200000 --workers 2
-    python bench/workers.py --broker tansu
+    python bench/workers.py --events 400000 --partitions 8 --workers 2
+    python bench/workers.py --broker tansu --events 200000
 """
 
 from __future__ import annotations
@@ -32,6 +36,8 @@ import tempfile
 import time
 import urllib.request
 import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
@@ -43,14 +49,16 @@ sys.path.insert(0, str(HERE))
 
 from throughput import (  # noqa: E402
     CONTRACT,
-    FETCH,
-    PARTITIONS,
     REPO,
     TOPIC,
     BrokerUnderTest,
     produce,
     registry_stand_in,
 )
+
+# Tansu's first assignment of a group takes about half of session.timeout.ms (see
+# tests/integration/harness/brokers.py); 6 s, Kafka's minimum, makes it ~3 s.
+GROUP_SETTINGS = {"tansu": {"session.timeout.ms": "6000", "heartbeat.interval.ms": "1000"}}
 
 
 def _free_port() -> int:
@@ -60,44 +68,81 @@ def _free_port() -> int:
         return port
 
 
-def _events(url: str) -> float:
+def _scrape(url: str) -> str:
     try:
         with urllib.request.urlopen(url, timeout=5) as r:
-            text = r.read().decode()
+            return str(r.read().decode())
     except OSError:
-        return 0.0
+        return ""
+
+
+def _events(text: str) -> float:
     for line in text.splitlines():
         if line.startswith("tidemark_events_total{"):
             return float(line.rsplit(" ", 1)[1])
     return 0.0
 
 
-def _tree_cpu(pid: int) -> float:
-    """CPU seconds (user + system) so far of a process and its children (Linux /proc)."""
-    tick = os.sysconf("SC_CLK_TCK")
-    total = 0.0
+def _owners(text: str) -> list[float]:
+    """Partitions owned by each worker (tidemark_worker_assigned_partitions)."""
+    return [
+        float(line.rsplit(" ", 1)[1])
+        for line in text.splitlines()
+        if line.startswith("tidemark_worker_assigned_partitions{")
+    ]
+
+
+def _cpu(pid: int) -> float:
+    """CPU seconds (user + system, every thread) so far of one process (Linux /proc)."""
     try:
         fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        total += (int(fields[11]) + int(fields[12])) / tick
-        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
     except OSError:
-        return total
-    return total + sum(_tree_cpu(int(c)) for c in children)
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _children(pid: int) -> list[int]:
+    try:
+        return [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    except OSError:
+        return []
+
+
+@dataclass(frozen=True, slots=True)
+class Run:
+    """One run: steady-state rate and where the CPU went while it lasted."""
+
+    rate: float  # events/s committed from the moment every worker owns partitions
+    whole: float  # events/s from the first event counted (start-up rebalance included)
+    counted: float  # events counted / n (above 1: read twice around a rebalance)
+    steady_share: float  # share of the n events committed inside the steady window
+    cpu_workers: float  # CPU-s of the consuming processes in the steady window
+    cpu_parent: float  # CPU-s of the --workers parent (merging, supervising)
+    cpu_broker: float  # CPU-s of the broker process
+    seconds: float  # length of the steady window
+
+    @property
+    def per_cpu(self) -> float:
+        """Events per CPU-second of the consuming processes (what one core does)."""
+        return self.rate * self.seconds / self.cpu_workers if self.cpu_workers else 0.0
 
 
 def run_once(
-    bootstrap: str,
+    broker: BrokerUnderTest,
     registry_url: str,
     n: int,
     workers: int,
     tmp: Path,
     properties: dict[str, str],
-) -> tuple[float, float, float]:
-    """(events/s to the last commit, events counted / n, events per CPU-second) of one run.
+) -> Run:
+    """Start the daemon, wait until every worker owns partitions, time the rest to the end.
 
-    CPU is the daemon's, its workers' included (user + system), over the timed
-    interval: a figure that holds however busy the machine is.
+    The clock for `rate` starts once the group has settled (every worker owns
+    partitions, seen on /metrics, or the first event counted with one process)
+    and stops when the group's committed offsets reach the end: start-up and
+    the first rebalance are left out, duplicates read after it are not.
     """
+    bootstrap = broker.bootstrap
     group = f"bench-workers-{uuid.uuid4().hex[:8]}"
     port = _free_port()
     config = tmp / f"{group}.yaml"
@@ -109,7 +154,7 @@ def run_once(
                     "group_id": group,
                     "start_from": "earliest",
                     "commit_interval": 0.1,
-                    "properties": {**FETCH, **properties},
+                    "properties": {**GROUP_SETTINGS.get(broker.kind, {}), **properties},
                 },
                 "schema_registry": {"url": registry_url},
                 "server": {"bind_address": "127.0.0.1", "port": port},
@@ -133,40 +178,71 @@ def run_once(
         [*argv, "--workers", str(workers)], cwd=REPO, stdout=log, stderr=log, env=os.environ
     )
     watch = Consumer({"bootstrap.servers": bootstrap, "group.id": group})
-    tps = [TopicPartition(TOPIC, p) for p in range(PARTITIONS)]
+    tps = [TopicPartition(TOPIC, p) for p in range(broker.partitions)]
     url = f"http://127.0.0.1:{port}/metrics"
+
+    def committed() -> int:
+        return sum(max(tp.offset, 0) for tp in watch.committed(tps, timeout=10))
+
+    def consumers() -> list[int]:
+        return [daemon.pid] if workers == 1 else _children(daemon.pid)
+
     try:
         deadline = time.monotonic() + 300
-        started = 0.0
-        while not started:
+        first = 0.0
+        while True:  # until the group has settled
             if time.monotonic() > deadline or daemon.poll() is not None:
-                raise RuntimeError(f"no event counted (see {log.name})")
-            if _events(url) > 0:
-                started = time.perf_counter()
-                cpu_started = _tree_cpu(daemon.pid)
-            else:
-                time.sleep(0.02)
-        while True:
-            committed = sum(max(tp.offset, 0) for tp in watch.committed(tps, timeout=10))
-            if committed >= n:
-                elapsed = time.perf_counter() - started
-                cpu = _tree_cpu(daemon.pid) - cpu_started
+                raise RuntimeError(f"no settled group (see {log.name})")
+            text = _scrape(url)
+            if not first and _events(text) > 0:
+                first = time.perf_counter()
+            owners = _owners(text)
+            settled = (
+                first > 0
+                if workers == 1
+                else len(owners) == workers and all(owners) and sum(owners) == broker.partitions
+            )
+            if settled:
+                break
+            time.sleep(0.02)
+        pids = consumers()
+        cpu0 = [sum(_cpu(p) for p in pids), _cpu(daemon.pid), _cpu(broker.pid)]
+        started = time.perf_counter()
+        done_before = committed()
+        while True:  # no more scrapes: only the group's offsets are watched
+            if committed() >= n:
+                ended = time.perf_counter()
+                cpu1 = [sum(_cpu(p) for p in pids), _cpu(daemon.pid), _cpu(broker.pid)]
                 break
             if time.monotonic() > deadline:
-                raise RuntimeError(f"committed {committed} of {n} (see {log.name})")
-            time.sleep(0.02)
-        counted = _events(url)
+                raise RuntimeError(f"committed {committed()} of {n} (see {log.name})")
+            time.sleep(0.01)
+        counted = _events(_scrape(url))
     finally:
         watch.close()
         daemon.send_signal(signal.SIGTERM)
         daemon.wait(60)
         log.close()
-    return n / elapsed, counted / n, n / cpu
+    seconds = ended - started
+    if n - done_before < n // 4:
+        raise RuntimeError(f"only {n - done_before} of {n} events after settling: use more")
+    parent = 0.0 if workers == 1 else cpu1[1] - cpu0[1]
+    return Run(
+        rate=(n - done_before) / seconds,
+        whole=n / (ended - (first or started)),
+        counted=counted / n,
+        steady_share=(n - done_before) / n,
+        cpu_workers=cpu1[0] - cpu0[0],
+        cpu_parent=parent,
+        cpu_broker=cpu1[2] - cpu0[2],
+        seconds=seconds,
+    )
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--events", type=int, default=200_000)
+    parser.add_argument("--events", type=int, default=400_000)
+    parser.add_argument("--partitions", type=int, default=8)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--repeat", type=int, default=3, help="runs per setting (median)")
     parser.add_argument("--broker", choices=("mock", "tansu"), default="mock")
@@ -180,30 +256,43 @@ def main() -> int:
     args = parser.parse_args()
     properties = dict(p.split("=", 1) for p in args.property)
     counts = (1, args.workers)
-    results: dict[int, list[tuple[float, float, float]]] = {w: [] for w in counts}
-    with (
-        BrokerUnderTest(args.broker) as bootstrap,
-        registry_stand_in() as registry_url,
-        tempfile.TemporaryDirectory() as tmp,
-    ):
-        produce(bootstrap, SchemaRegistryClient({"url": registry_url}), args.events)
-        print(f"broker {args.broker}: produced {args.events} events, {PARTITIONS} partitions")
+    results: dict[int, list[Run]] = {w: [] for w in counts}
+    broker = BrokerUnderTest(args.broker, args.partitions)
+    with broker as bootstrap, registry_stand_in() as url, tempfile.TemporaryDirectory() as tmp:
+        produce(bootstrap, SchemaRegistryClient({"url": url}), args.events, args.partitions)
+        print(
+            f"broker {args.broker}: produced {args.events} events, {args.partitions} partitions; "
+            f"{os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f}"
+        )
         for _ in range(args.repeat):
             for w in counts:
-                results[w].append(
-                    run_once(bootstrap, registry_url, args.events, w, Path(tmp), properties)
-                )
-    med = {w: statistics.median(r for r, _, _ in v) for w, v in results.items()}
+                results[w].append(run_once(broker, url, args.events, w, Path(tmp), properties))
+    med = {w: statistics.median(r.rate for r in v) for w, v in results.items()}
+
+    def median(w: int, value: Callable[[Run], float]) -> float:
+        return statistics.median(value(r) for r in results[w])
+
     print(
-        f"\n{'workers':<8} {'events/s (median)':>18} {'runs':>30} {'counted/n':>16} "
-        f"{'events per CPU-s':>18}"
+        f"\n{'workers':<8} {'steady events/s':>16} {'spread':>7} {'whole run':>10} "
+        f"{'counted/n':>10} {'steady %':>9} {'events/CPU-s':>13} "
+        f"{'CPU cores: consumers':>21} {'parent':>7} {'broker':>7}"
     )
-    for w, values in results.items():
-        runs = ", ".join(f"{r:,.0f}" for r, _, _ in values)
-        counted = ", ".join(f"{c:.2f}" for _, c, _ in values)
-        per_cpu = statistics.median(c for _, _, c in values)
-        print(f"{w:<8} {med[w]:>18,.0f} {runs:>30} {counted:>16} {per_cpu:>18,.0f}")
-    print(f"\n{args.workers} workers / 1 worker = {med[args.workers] / med[1]:.2f}")
+    for w, runs in results.items():
+        spread = (max(r.rate for r in runs) - min(r.rate for r in runs)) / med[w]
+        print(
+            f"{w:<8} {med[w]:>16,.0f} {spread:>7.0%} {median(w, lambda r: r.whole):>10,.0f} "
+            f"{median(w, lambda r: r.counted):>10.2f} {median(w, lambda r: r.steady_share):>9.0%} "
+            f"{median(w, lambda r: r.per_cpu):>13,.0f} "
+            f"{median(w, lambda r: r.cpu_workers / r.seconds):>21.2f} "
+            f"{median(w, lambda r: r.cpu_parent / r.seconds):>7.2f} "
+            f"{median(w, lambda r: r.cpu_broker / r.seconds):>7.2f}"
+        )
+        for r in runs:
+            print(f"         run: {r.rate:,.0f}/s over {r.seconds:.2f} s")
+    w = args.workers
+    print(f"\n{w} workers / 1 worker, steady state = {med[w] / med[1]:.2f}")
+    per_cpu = median(w, lambda r: r.per_cpu) / median(1, lambda r: r.per_cpu)
+    print(f"events per consumer CPU-second, {w} workers / 1 worker = {per_cpu:.2f}")
     return 0
 
 

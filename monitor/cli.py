@@ -125,7 +125,7 @@ def _run(config: Path | None, workers: int | None = None) -> int:
 
 def _validate(config: Path | None) -> int:
     from monitor.config import load_settings
-    from monitor.runtime.app import build_pipeline
+    from monitor.runtime.build import build_pipeline
 
     settings = load_settings(config)
     built = build_pipeline(settings)

@@ -22,7 +22,7 @@ from monitor.completeness.manifests import ManifestError, decode_manifest
 from monitor.completeness.tracker import CompletenessTracker
 from monitor.config import ProductConfig
 from monitor.contract.decoding import Decoder, HoldReason, InvalidEvent, Reason, SchemaPending
-from monitor.contract.eventtime import EventTimeExtractor
+from monitor.contract.eventtime import EventTimeExtractor, kafka_timestamp
 from monitor.contract.model import Verdict
 from monitor.contract.rules import CompiledRules, RuleVerdict, Sampler
 from monitor.stats import LATENCY_BUCKETS, Histogram, ProductStats
@@ -30,6 +30,7 @@ from monitor.watermarks import FUTURE, LATE, ClockSettings, PartitionClock, Prod
 
 log = structlog.get_logger("tidemark.pipeline")
 
+_COMPATIBLE = Verdict.COMPATIBLE
 # Topic-only batches: a partition run at least this long is counted in C-level passes.
 _MIN_RUN = 16
 
@@ -272,9 +273,10 @@ class ProductPipeline:
         """Count one event; raises SchemaPending, with nothing changed, if it must wait."""
         partition = msg.partition() or 0
         offset = msg.offset() or 0
-        clock = self.clock.partitions.get(partition)
+        product_clock = self.clock
+        clock = product_clock.partitions.get(partition)
         if clock is None:  # a message for a partition we were never told about
-            clock = self.clock.assign(partition, now, position=offset)
+            clock = product_clock.assign(partition, now, position=offset)
         try:
             self._count(msg, clock, partition, offset, now)
         except SchemaPending:
@@ -285,17 +287,21 @@ class ProductPipeline:
             self.stats.processing_errors += 1
             _failed(msg, exc, self.stats.processing_errors, product=self.config.name)
         # Only once the event is counted (or its failure is) may its offset be committed.
-        clock.advance_position(offset + 1, now)
-        self.clock.dirty = True
+        # (PartitionClock.advance_position, inline: this runs once per event.)
+        offset += 1
+        if clock.position != offset:
+            clock.position = offset
+            clock.position_changed_at = now
+        product_clock.dirty = True
 
     def _count(
         self, msg: Message, clock: PartitionClock, partition: int, offset: int, now: float
     ) -> None:
+        """The hot path: one call per event here, with _observe's common part inline."""
         decoder, extract = self.decoder, self.extract_event_time
         if decoder is None or extract is None:
             self._count_topic_only(msg, clock, partition, now)
             return
-        stats = self.stats
         warm = offset < clock.warm_until
         try:
             record, writer = decoder.decode(msg.value())
@@ -303,10 +309,11 @@ class ProductPipeline:
             if not warm:
                 self._violation(invalid.reason, msg, partition, offset)
                 if invalid.writer is not None:
-                    stats.drift[Verdict.INCOMPATIBLE] += 1
+                    self.stats.drift[Verdict.INCOMPATIBLE] += 1
             return
         try:
-            event_time = extract(record, msg.timestamp()[1])
+            # Only the kafka-timestamp extractor reads the timestamp: skip building it.
+            event_time = extract(record, msg.timestamp()[1] if extract is kafka_timestamp else -1)
         except (ValueError, TypeError, OverflowError):
             if not warm:
                 self._violation(Reason.BAD_EVENT_TIME, msg, partition, offset)
@@ -318,13 +325,35 @@ class ProductPipeline:
         if warm:
             clock.warm(event_time, now)
             return
+        stats = self.stats
         stats.events += 1
         stats.conforming += 1
-        if writer.verdict is Verdict.COMPATIBLE:
-            stats.drift[Verdict.COMPATIBLE] += 1
+        if writer.verdict is _COMPATIBLE:
+            stats.drift[_COMPATIBLE] += 1
         if self.rules is not None:
             self._check_rules(self.rules, record, msg, partition, offset)
-        self._observe(clock, partition, event_time, now, record)
+        if self.completeness is not None:
+            self._observe(clock, partition, event_time, now, record)
+            return
+        # _observe without completeness, and PartitionClock.observe, inline.
+        clock.last_event_at = now
+        settings = clock.settings
+        if event_time > now + settings.max_future_skew:
+            stats.future += 1
+            return
+        if event_time > clock.max_event_time:
+            clock.max_event_time = event_time
+        elif event_time < clock.max_event_time - settings.max_out_of_orderness:
+            stats.late += 1
+            stats.lateness.observe(clock.watermark - event_time)
+        latency = now - event_time
+        if latency < 0.0:
+            latency = 0.0
+        histogram = stats.latency
+        histogram.counts[bisect_left(histogram.bounds, latency)] += 1  # Histogram.observe
+        histogram.total += latency
+        if now - event_time <= self.config.freshness.threshold:
+            stats.fresh += 1
 
     def _count_topic_only(
         self, msg: Message, clock: PartitionClock, partition: int, now: float
@@ -772,13 +801,15 @@ class Pipeline:
         # Topic-only products' events, counted per product after the loop (never held:
         # holds wait for schema look-ups, and these decode nothing).
         topic_only: dict[str, list[Message]] = {}
+        last_topic, product = None, None  # a batch is mostly one topic: look it up once
         for msg in messages:
             topic = msg.topic() or ""
             run = topic_only.get(topic)
             if run is not None:
                 run.append(msg)
                 continue
-            product = products.get(topic)
+            if topic != last_topic:
+                last_topic, product = topic, products.get(topic)
             if product is not None:
                 if product.batchable:
                     topic_only[topic] = [msg]

@@ -55,7 +55,10 @@ class PartitionClock:
         return self.max_event_time - self.settings.max_out_of_orderness
 
     def observe(self, event_time: float, now: float) -> int:
-        """Classify one event (ON_TIME, LATE or FUTURE) and advance the clock."""
+        """Classify one event (ON_TIME, LATE or FUTURE) and advance the clock.
+
+        ProductPipeline._count has this inline (it runs once per event): keep in step.
+        """
         self.last_event_at = now
         if event_time > now + self.settings.max_future_skew:
             return FUTURE

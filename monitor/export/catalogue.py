@@ -58,16 +58,34 @@ class MetricSpec:
 # increase() see the first bad event instead of a new series.
 
 
+@dataclass(frozen=True, slots=True)
+class ProductSource:
+    """A source whose series each belong to one product, read from its view alone.
+
+    Why: /metrics caches each product's rendered lines of such a family and reuses
+    them while the product's view is unchanged (most products, between two scrapes
+    at 1,000 topics). `volatile` marks a family that reads a view field left out of
+    the view's equality because it moves with the clock (`last_event_age`): it is
+    rendered on every scrape.
+    """
+
+    of: Callable[[ProductView], Iterable[Sample]]
+    volatile: bool = False
+
+    def __call__(self, s: Snapshot) -> Iterator[Sample]:
+        for v in s.products:
+            yield from self.of(v)
+
+
 def product(value: Callable[[ProductView], float | Histogram | None]) -> Source:
     """One series per product, labelled (product, topic)."""
 
-    def samples(s: Snapshot) -> Iterator[Sample]:
-        for v in s.products:
-            x = value(v)
-            if x is not None:
-                yield v.labels, x
+    def of(v: ProductView) -> Iterator[Sample]:
+        x = value(v)
+        if x is not None:
+            yield v.labels, x
 
-    return samples
+    return ProductSource(of)
 
 
 def product_by(
@@ -75,12 +93,11 @@ def product_by(
 ) -> Source:
     """Several series per product: (product, topic) plus the labels `values` yields."""
 
-    def samples(s: Snapshot) -> Iterator[Sample]:
-        for v in s.products:
-            for extra, x in values(v):
-                yield [*v.labels, *([extra] if isinstance(extra, str) else extra)], x
+    def of(v: ProductView) -> Iterator[Sample]:
+        for extra, x in values(v):
+            yield [*v.labels, *([extra] if isinstance(extra, str) else extra)], x
 
-    return samples
+    return ProductSource(of)
 
 
 def contract_product(value: Callable[[ProductView], float | None]) -> Source:
@@ -93,54 +110,50 @@ def contract_product_by(
 ) -> Source:
     """Like `product_by`, skipping topic-only products (nothing decoded, nothing to conform)."""
 
-    def samples(s: Snapshot) -> Iterator[Sample]:
-        for v in s.products:
-            if v.config.topic_only:
-                continue
-            for extra, x in values(v):
-                yield [*v.labels, *([extra] if isinstance(extra, str) else extra)], x
+    def of(v: ProductView) -> Iterator[Sample]:
+        if v.config.topic_only:
+            return
+        for extra, x in values(v):
+            yield [*v.labels, *([extra] if isinstance(extra, str) else extra)], x
 
-    return samples
+    return ProductSource(of)
 
 
-def partition(value: Callable[[PartitionView], float | None]) -> Source:
+def partition(value: Callable[[PartitionView], float | None], volatile: bool = False) -> Source:
     """One series per assigned or orphaned partition, labelled (product, topic, partition)."""
 
-    def samples(s: Snapshot) -> Iterator[Sample]:
-        for v in s.products:
-            if not v.config.partition_series:
-                continue
-            for p in v.partitions:
-                x = value(p)
-                if x is not None:
-                    yield [*v.labels, p.partition], x
+    def of(v: ProductView) -> Iterator[Sample]:
+        if not v.config.partition_series:
+            return
+        for p in v.partitions:
+            x = value(p)
+            if x is not None:
+                yield [*v.labels, p.partition], x
 
-    return samples
+    return ProductSource(of, volatile)
 
 
 def completeness(value: Callable[[CompletenessSnapshot], float | None]) -> Source:
     """One series per product that tracks completeness."""
 
-    def samples(s: Snapshot) -> Iterator[Sample]:
-        for v in s.products:
-            if v.completeness is not None:
-                x = value(v.completeness)
-                if x is not None:
-                    yield v.labels, x
+    def of(v: ProductView) -> Iterator[Sample]:
+        if v.completeness is not None:
+            x = value(v.completeness)
+            if x is not None:
+                yield v.labels, x
 
-    return samples
+    return ProductSource(of)
 
 
 def completeness_by(
     values: Callable[[ProductView, CompletenessSnapshot], Iterable[tuple[str, float]]],
 ) -> Source:
-    def samples(s: Snapshot) -> Iterator[Sample]:
-        for v in s.products:
-            if v.completeness is not None:
-                for extra, x in values(v, v.completeness):
-                    yield [*v.labels, extra], x
+    def of(v: ProductView) -> Iterator[Sample]:
+        if v.completeness is not None:
+            for extra, x in values(v, v.completeness):
+                yield [*v.labels, extra], x
 
-    return samples
+    return ProductSource(of)
 
 
 def process(value: Callable[[ProcessView], float | Histogram | None]) -> Source:
@@ -172,21 +185,19 @@ def _freshness(s: Snapshot) -> Iterator[Sample]:
             yield v.labels, max(0.0, s.now - v.watermark)
 
 
-def _objectives(s: Snapshot) -> Iterator[Sample]:
-    for v in s.products:
-        cfg = v.config
-        yield [cfg.name, "freshness"], cfg.freshness.target
-        if not cfg.topic_only:
-            yield [cfg.name, "conformance"], cfg.conformance.target
-        if v.rules:
-            yield [cfg.name, "correctness"], cfg.correctness.target
-        if cfg.completeness is not None:
-            yield [cfg.name, "completeness"], cfg.completeness.objective
+def _objectives(v: ProductView) -> Iterator[Sample]:
+    cfg = v.config
+    yield [cfg.name, "freshness"], cfg.freshness.target
+    if not cfg.topic_only:
+        yield [cfg.name, "conformance"], cfg.conformance.target
+    if v.rules:
+        yield [cfg.name, "correctness"], cfg.correctness.target
+    if cfg.completeness is not None:
+        yield [cfg.name, "completeness"], cfg.completeness.objective
 
 
-def _thresholds(s: Snapshot) -> Iterator[Sample]:
-    for v in s.products:
-        yield [v.config.name, "freshness"], v.config.freshness.threshold
+def _thresholds(v: ProductView) -> Iterator[Sample]:
+    yield [v.config.name, "freshness"], v.config.freshness.threshold
 
 
 def _manifest_results(v: ProductView, c: CompletenessSnapshot) -> Iterator[tuple[str, float]]:
@@ -364,14 +375,14 @@ METRICS: tuple[MetricSpec, ...] = (
         "gauge",
         ("product", "sli"),
         "Objective of each SLI (fraction of good events).",
-        from_snapshot(_objectives),
+        ProductSource(_objectives),
     ),
     MetricSpec(
         "tidemark_slo_threshold_seconds",
         "gauge",
         ("product", "sli"),
         "Threshold of each latency SLI.",
-        from_snapshot(_thresholds),
+        ProductSource(_thresholds),
     ),
     # --- per partition -----------------------------------------------------
     MetricSpec(
@@ -408,7 +419,7 @@ METRICS: tuple[MetricSpec, ...] = (
         "gauge",
         PP,
         "Wall-clock seconds since the partition's last event was processed.",
-        partition(lambda p: p.last_event_age),
+        partition(lambda p: p.last_event_age, volatile=True),
     ),
     MetricSpec(
         "tidemark_partition_orphaned",

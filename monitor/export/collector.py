@@ -135,7 +135,8 @@ class TidemarkCollector(SnapshotCollector):
                         orphaned=True,
                     )
                 )
-            parts.sort(key=lambda v: int(v.partition))
+            if product.clock.orphans:  # assigned ones are in order already
+                parts.sort(key=lambda v: int(v.partition))
             decoder = product.decoder
             writers = [(w.key, str(w.verdict)) for w in decoder.writers.values()] if decoder else []
             views.append(

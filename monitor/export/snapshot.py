@@ -6,7 +6,7 @@ so rendering happens outside the lock and a value cannot change mid-scrape.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -23,7 +23,9 @@ class PartitionView:
     max_event_time: float | None
     idle: bool
     stuck: bool
-    last_event_age: float | None
+    # Moves with the clock on every scrape: left out of equality so an unchanged
+    # product's cached /metrics lines are reused (its family is `volatile`).
+    last_event_age: float | None = field(compare=False)
     lag: int | None
     high_watermark: int | None
     orphaned: bool = False  # lost in an outage: its last known state, no longer read

@@ -265,13 +265,12 @@ class ConsumeLoop:
         messages = self.consumer.consume(self.batch_size, self.poll_timeout)
         started = time.perf_counter()
         now = self.clock()
-        good = []
-        for msg in messages:
-            err = msg.error()
-            if err is None:
-                good.append(msg)
-            elif err.code() not in _BENIGN:
-                self._count_error(err)
+        good = [msg for msg in messages if msg.error() is None]  # one pass, per event
+        if len(good) != len(messages):  # the rare batch with errors or notices in it
+            for msg in messages:
+                err = msg.error()
+                if err is not None and err.code() not in _BENIGN:
+                    self._count_error(err)
         held: list[HeldEvent] = []
         with self.pipeline.lock:
             if good:

@@ -100,7 +100,7 @@ def _answer(monitor: Any, conn: Connection) -> None:
         if kind == "snapshot":
             answer = monitor.collector._snapshot(now)
         elif kind == "violations":
-            from monitor.runtime.app import violations_of
+            from monitor.export.violations import violations_of
 
             answer = violations_of(monitor.pipeline)
         else:
@@ -284,7 +284,7 @@ class WorkerPool:
         are the union, newest first, as many as one process keeps. A worker
         that does not answer in time is left out and the answer says so.
         """
-        from monitor.runtime.app import dump_violations
+        from monitor.export.violations import dump_violations
 
         kept = self.settings.server.violations_per_product
         merged: dict[str, Any] = {}
@@ -353,7 +353,8 @@ class PoolCollector(SnapshotCollector):
 
 def run_workers(settings: Settings) -> int:
     """The parent of `tidemark run --workers N`; returns the exit code."""
-    from monitor.runtime.app import build_pipeline, build_server
+    from monitor.runtime.app import build_server
+    from monitor.runtime.build import build_pipeline
 
     REDACTOR.add(*settings.secret_values())
     built = build_pipeline(settings)  # a config or contract error stops here, not N times

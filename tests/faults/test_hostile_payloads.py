@@ -39,7 +39,7 @@ from monitor.config import Settings
 from monitor.contract.model import canonical_form, rabin_fingerprint
 from monitor.contract.registry import SchemaNotFound
 from monitor.pipeline import Pipeline
-from monitor.runtime.app import build_pipeline
+from monitor.runtime.build import build_pipeline
 
 REPO = Path(__file__).resolve().parents[2]
 ORDERS_AVSC = REPO / "config" / "contracts" / "orders.avsc"

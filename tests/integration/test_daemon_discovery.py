@@ -154,7 +154,7 @@ def test_discover_command_prints_a_config_that_runs_as_it_is(
     import io
 
     from monitor.config import load_settings
-    from monitor.runtime.app import build_pipeline
+    from monitor.runtime.build import build_pipeline
     from monitor.runtime.discover_cli import discover_command
 
     broker = mock_only

@@ -10,7 +10,7 @@ import pytest
 from monitor.config import KafkaConfig, load_settings, loggable
 from monitor.durations import parse_duration
 from monitor.errors import ConfigError
-from monitor.runtime.app import build_pipeline
+from monitor.runtime.build import build_pipeline
 
 REPO = Path(__file__).resolve().parents[2]
 CONTRACTS = REPO / "config" / "contracts"

@@ -18,8 +18,9 @@ from monitor.contract.odcs import load_odcs
 from monitor.contract.rules import Sampler, compile_rules
 from monitor.errors import ConfigError
 from monitor.export.collector import TidemarkCollector, build_registry
+from monitor.export.violations import violations_json
 from monitor.pipeline import ContractVersion, Pipeline, ProductPipeline
-from monitor.runtime.app import build_pipeline, violations_json
+from monitor.runtime.build import build_pipeline
 from monitor.runtime.health import HealthState
 from monitor.runtime.products import merged_config, resolve_product
 from tests.unit.fakes import order as fake_order

@@ -8,7 +8,7 @@ import pytest
 
 from monitor.config import ProductConfig, Settings
 from monitor.pipeline import Pipeline, ProductPipeline
-from monitor.runtime.app import build_pipeline
+from monitor.runtime.build import build_pipeline
 from tests.unit.test_pipeline import NOW, Msg, scrape
 
 TOPIC = "clicks"

@@ -187,3 +187,48 @@ def test_numbers_are_formatted_like_float_to_go_string() -> None:
     values += [rng.randint(-(10**12), 10**12) for _ in range(2000)]
     values += [rng.random() * 10 ** rng.randint(-10, 20) for _ in range(2000)]
     assert [_number(v) for v in values] == [floatToGoString(v) for v in values]
+
+
+@pytest.mark.parametrize("om", [False, True], ids=["text-0.0.4", "openmetrics-1.0"])
+def test_a_products_cached_lines_are_rerendered_when_and_only_when_its_view_changes(
+    om: bool,
+) -> None:
+    pipeline, health = _rich_pipeline()
+    clock = [time.time()]
+    collector = TidemarkCollector(pipeline, health, clock=lambda: clock[0])
+    renderer = Renderer()
+    snapshot = collector.snapshot()
+    first = renderer.render(snapshot, om)
+    assert first == _reference(snapshot, om)
+    assert renderer.rendered_products == len(snapshot.products) == 7
+
+    # A fresh copy of the same state: every product's lines come from the cache.
+    same = collector.snapshot()
+    assert renderer.render(same, om) == first
+    assert renderer.rendered_products == 0
+
+    # The clock moves: ages and freshness (rendered every scrape) follow it, the rest is reused.
+    clock[0] += 5
+    later = collector.snapshot()
+    moved = renderer.render(later, om)
+    assert moved == _reference(later, om)
+    assert moved != first
+    assert renderer.rendered_products == 0
+
+    # One event on one product: that product alone is rendered again, with its new values.
+    bench = _bench()
+    contract = bench.Contract.load(bench.CONTRACT)  # type: ignore[attr-defined]
+    event = bench.order(contract, clock[0], 1, 100)  # type: ignore[attr-defined]
+    pipeline.process_batch([bench.Msg("bench.topic-3", 1, 100, event)], clock[0])  # type: ignore[attr-defined]
+    changed = collector.snapshot()
+    again = renderer.render(changed, om)
+    assert again == _reference(changed, om)
+    assert 'tidemark_events_total{product="product-3",topic="bench.topic-3"} 61.0' in again
+    assert 'tidemark_events_total{product="product-3",topic="bench.topic-3"} 60.0' in moved
+    assert renderer.rendered_products == 1
+
+    # A product that went away leaves the cache with its series.
+    del pipeline.products["bench.topic-5"]
+    gone = collector.snapshot()
+    assert 'topic="bench.topic-5"' not in renderer.render(gone, om)
+    assert len(renderer._products) == 6

@@ -14,7 +14,7 @@ from pydantic import ValidationError
 from monitor.config import DiscoverConfig, Settings
 from monitor.export.catalogue import METRICS
 from monitor.pipeline import Pipeline
-from monitor.runtime.app import build_pipeline
+from monitor.runtime.build import build_pipeline
 from monitor.runtime.discovery import MAX_NAME, Discoverer, product_name, subscription_patterns
 from tests.unit.test_pipeline import NOW, Msg, scrape
 

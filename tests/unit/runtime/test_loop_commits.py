@@ -372,3 +372,26 @@ def test_a_new_owner_resumes_after_what_published_observations_cover() -> None:
     r.loop.poll_once()
     assert r.stats.events == 4  # 6-9 only: the rest only warm the clock
     assert r.consumer.commits == [({0: 10}, True)]
+
+
+@dataclass
+class ErrorMsg(Msg):
+    """A consumed item carrying an error instead of an event (confluent_kafka's way)."""
+
+    _error: KafkaError | None = None
+
+    def error(self) -> Any:
+        return self._error
+
+
+def test_errors_inside_a_batch_are_counted_and_the_events_around_them_processed() -> None:
+    r = rig(committed={0: 0})
+    r.feed(0, range(0, 3))
+    r.consumer.queue.append(
+        ErrorMsg(TOPIC, 0, -1, None, _error=KafkaError(KafkaError._PARTITION_EOF))
+    )
+    r.consumer.queue.append(ErrorMsg(TOPIC, 0, -1, None, _error=KafkaError(KafkaError._TRANSPORT)))
+    r.feed(0, range(3, 5))
+    assert r.loop.poll_once() == 5
+    assert r.stats.conforming == 5
+    assert r.loop.health.loop.kafka_errors == {"_TRANSPORT": 1}  # end of partition: benign
