@@ -224,6 +224,12 @@ def run_once(
         daemon.wait(60)
         log.close()
     seconds = ended - started
+    if counted < n:  # the mock cluster keeps only its newest segments of a partition
+        raise RuntimeError(
+            f"the daemon counted {counted:.0f} of {n} events: the broker no longer had the "
+            "rest (the mock cluster keeps some tens of thousands of records per partition, "
+            "about 65k of these); use fewer events or more partitions"
+        )
     if n - done_before < n // 4:
         raise RuntimeError(f"only {n - done_before} of {n} events after settling: use more")
     parent = 0.0 if workers == 1 else cpu1[1] - cpu0[1]
