@@ -14,12 +14,26 @@ from typing import Any
 
 from fastavro import schemaless_writer
 
+from monitor.config import ProductConfig
 from monitor.contract.decoding import RawAvroDecoder
 from monitor.contract.model import Contract
 
 CONTRACT = Path(__file__).resolve().parents[2] / "config" / "contracts" / "orders.avsc"
 NOW = 1_800_000_000.0
 BOOM = b"boom"  # a payload RaisingDecoder raises on: a defect in Tidemark, not bad data
+
+
+def orders_config(topic: str, **overrides: Any) -> ProductConfig:
+    """The orders product as the unit tests configure it (raw Avro, occurred_at)."""
+    settings: dict[str, Any] = {
+        "name": "orders",
+        "owner": "team-checkout",
+        "topic": topic,
+        "contract": CONTRACT,
+        "encoding": "avro-raw",
+        "event_time": "occurred_at",
+    }
+    return ProductConfig(**{**settings, **overrides})
 
 
 @dataclass

@@ -13,11 +13,10 @@ import pytest
 import monitor.pipeline
 from monitor.completeness.config import CompletenessConfig
 from monitor.completeness.manifests import Manifest, encode_manifest
-from monitor.config import ProductConfig
 from monitor.contract.eventtime import make_extractor
 from monitor.contract.model import Contract
 from monitor.pipeline import Pipeline, ProductPipeline
-from tests.unit.fakes import BOOM, CONTRACT, NOW, Msg, RaisingDecoder, order
+from tests.unit.fakes import BOOM, CONTRACT, NOW, Msg, RaisingDecoder, order, orders_config
 
 TOPIC, CONTROL = "shop.orders", "shop.manifests"
 
@@ -34,13 +33,8 @@ class WatchingDecoder(RaisingDecoder):
 
 
 def build() -> tuple[Pipeline, WatchingDecoder]:
-    config = ProductConfig(
-        name="orders",
-        owner="team-checkout",
-        topic=TOPIC,
-        contract=CONTRACT,
-        encoding="avro-raw",
-        event_time="occurred_at",
+    config = orders_config(
+        TOPIC,
         completeness=CompletenessConfig(window=60, manifests={"topic": CONTROL}),  # type: ignore[arg-type]
     )
     contract = Contract.load(CONTRACT)

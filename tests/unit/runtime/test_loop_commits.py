@@ -16,13 +16,13 @@ from typing import Any
 
 from confluent_kafka import KafkaError, KafkaException, TopicPartition
 
-from monitor.config import FreshnessObjective, ProductConfig
+from monitor.config import FreshnessObjective
 from monitor.contract.eventtime import make_extractor
 from monitor.contract.model import Contract
 from monitor.pipeline import Pipeline, ProductPipeline
 from monitor.runtime.health import HealthState
 from monitor.runtime.loop import ConsumeLoop
-from tests.unit.fakes import BOOM, CONTRACT, NOW, Msg, RaisingDecoder, order
+from tests.unit.fakes import BOOM, CONTRACT, NOW, Msg, RaisingDecoder, order, orders_config
 
 TOPIC = "shop.orders"
 INTERVAL = 1.0
@@ -139,13 +139,8 @@ class Rig:
 
 
 def rig(partitions: tuple[int, ...] = (0,), committed: dict[int, int] | None = None) -> Rig:
-    config = ProductConfig(
-        name="orders",
-        owner="team-checkout",
-        topic=TOPIC,
-        contract=CONTRACT,
-        encoding="avro-raw",
-        event_time="occurred_at",
+    config = orders_config(
+        TOPIC,
         max_out_of_orderness=5.0,
         idle_timeout=30.0,
         max_future_skew=60.0,

@@ -12,8 +12,9 @@ from typing import Any
 
 import pytest
 
-from monitor.config import ProductConfig, Settings
-from monitor.runtime.app import build_pipeline
+from monitor.config import Settings
+from monitor.runtime.build import build_pipeline
+from tests.unit.fakes import orders_config
 from tests.unit.test_pipeline import NOW, TOPIC, order
 
 REPO = Path(__file__).resolve().parents[3]
@@ -21,15 +22,7 @@ CONTRACT = REPO / "config" / "contracts" / "orders.avsc"
 
 
 def event_time_value(**overrides: Any) -> Any:
-    product = ProductConfig(
-        name="orders",
-        owner="team-checkout",
-        topic=TOPIC,
-        contract=CONTRACT,
-        encoding="avro-raw",
-        event_time="occurred_at",
-        **overrides,
-    )
+    product = orders_config(TOPIC, **overrides)
     pipeline = build_pipeline(Settings(products=[product])).pipeline
     decoder = pipeline.products[TOPIC].decoder
     assert decoder is not None
