@@ -14,27 +14,12 @@ import pytest
 from confluent_kafka import TopicPartition
 from harness import Broker
 
-from monitor.config import ProductConfig
-from monitor.pipeline import Pipeline, ProductPipeline
 from monitor.runtime import lag as lag_module
 from monitor.runtime.health import HealthState
 from monitor.runtime.lag import LagTracker
+from tests.unit.fakes import topic_only_pipeline
 
 TOPICS, PARTITIONS, CHUNK = 60, 4, 50  # 240 partitions: 5 requests in flight
-
-
-def _pipeline(topics: list[str]) -> Pipeline:
-    products = {
-        t: ProductPipeline.build(
-            ProductConfig(name=t, owner="team", topic=t, encoding="none"), None, None, 60
-        )
-        for t in topics
-    }
-    pipeline = Pipeline(products)
-    for t in topics:
-        for p in range(PARTITIONS):
-            pipeline.assign(t, p, time.time(), start=0, warmup_until=0)
-    return pipeline
 
 
 def test_lag_is_right_for_every_partition_of_many_topics(
@@ -47,7 +32,7 @@ def test_lag_is_right_for_every_partition_of_many_topics(
             for _ in range((i + p) % 3 + 1):  # 1 to 3 records: ends differ
                 broker.produce(topic, p, b"x")
     ends = broker.flush()
-    pipeline = _pipeline(topics)
+    pipeline = topic_only_pipeline(topics, PARTITIONS)
     health = HealthState(liveness_limit=60)
     tracker = LagTracker({"bootstrap.servers": broker.bootstrap}, pipeline, health, 5.0)
     calls: list[int] = []

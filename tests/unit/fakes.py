@@ -8,6 +8,7 @@ the pipeline reads from a message now has one fake to follow.
 from __future__ import annotations
 
 import io
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,7 @@ from fastavro import schemaless_writer
 from monitor.config import ProductConfig
 from monitor.contract.decoding import RawAvroDecoder
 from monitor.contract.model import Contract
+from monitor.pipeline import Pipeline, ProductPipeline
 
 CONTRACT = Path(__file__).resolve().parents[2] / "config" / "contracts" / "orders.avsc"
 NOW = 1_800_000_000.0
@@ -90,3 +92,18 @@ class RaisingDecoder(RawAvroDecoder):
         if payload == BOOM:
             raise RuntimeError("a defect in Tidemark, whose text may quote the payload")
         return super().decode(payload)
+
+
+def topic_only_pipeline(topics: list[str], partitions: int) -> Pipeline:
+    """Topic-only products with every partition assigned: what the lag tests look up."""
+    products = {
+        t: ProductPipeline.build(
+            ProductConfig(name=t, owner="team", topic=t, encoding="none"), None, None, 60
+        )
+        for t in topics
+    }
+    pipeline = Pipeline(products)
+    for t in topics:
+        for p in range(partitions):
+            pipeline.assign(t, p, time.time(), start=0, warmup_until=0)
+    return pipeline

@@ -8,7 +8,6 @@ partitions one call per partition meant 4,000 round trips a refresh.
 from __future__ import annotations
 
 import concurrent.futures
-import time
 from dataclasses import dataclass, field
 from types import SimpleNamespace
 from typing import Any
@@ -17,11 +16,11 @@ import pytest
 import structlog
 from confluent_kafka import KafkaError, KafkaException, TopicPartition
 
-from monitor.config import ProductConfig
-from monitor.pipeline import Pipeline, ProductPipeline
+from monitor.pipeline import Pipeline
 from monitor.runtime import lag as lag_module
 from monitor.runtime.health import HealthState
 from monitor.runtime.lag import LagTracker
+from tests.unit.fakes import topic_only_pipeline
 
 TOPICS, PARTITIONS = 1000, 4
 
@@ -74,24 +73,10 @@ class _Consumer:
         pass
 
 
-def _pipeline(topics: list[str]) -> Pipeline:
-    products = {
-        t: ProductPipeline.build(
-            ProductConfig(name=t, owner="team", topic=t, encoding="none"), None, None, 60
-        )
-        for t in topics
-    }
-    pipeline = Pipeline(products)
-    for t in topics:
-        for p in range(PARTITIONS):
-            pipeline.assign(t, p, time.time(), start=0, warmup_until=0)
-    return pipeline
-
-
 @pytest.fixture
 def many() -> tuple[LagTracker, _Admin, _Consumer, Pipeline]:
     topics = [f"t{i:04d}" for i in range(TOPICS)]
-    pipeline = _pipeline(topics)
+    pipeline = topic_only_pipeline(topics, PARTITIONS)
     tracker = LagTracker({"bootstrap.servers": "127.0.0.1:1"}, pipeline, HealthState(60), 30.0)
     tracker._client.close()
     consumer = _Consumer(topics)
