@@ -160,6 +160,7 @@ class Monitor:
             on_rebalance=self.lag.refresh_soon,
             hold_check=built.hold_reason,
             partition_count=self.lag.partition_count,
+            created_since_start=self.lag.created_since_start,
             offset_bounds=self.lag.bounds,
             on_stopping=self._announce_stop,
             between_batches=built.take_contracts,

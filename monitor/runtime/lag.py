@@ -136,6 +136,9 @@ class LagTracker:
         self._error_log = RepeatLimiter()
         self._counts_max_age = counts_max_age
         self._missing: set[str] = set()  # discovered topics absent from the last metadata
+        # Partition counts of every topic in the cluster's first answer: a partition
+        # beyond them was created while this process watched (created_since_start).
+        self._baseline: dict[str, int] | None = None
 
     def start(self) -> None:
         self._thread.start()
@@ -164,6 +167,18 @@ class LagTracker:
             refreshed.wait(wait)
         return self._counts.get(topic)
 
+    def created_since_start(self, topic: str, partition: int) -> bool:
+        """Whether the partition did not exist when this process first asked the cluster.
+
+        Every event of such a partition was produced while Tidemark watched, so
+        a group with no committed offset starts it at its beginning, not at
+        "latest": a topic created while running (discovery) or a partition
+        added to a topic is counted from its first event. Unknown (no answer
+        yet) counts as not new: the configured start applies.
+        """
+        baseline = self._baseline
+        return baseline is not None and partition >= baseline.get(topic, 0)
+
     def _refresh_counts(self, timeout: float) -> bool:
         """Re-read the monitored topics' partition counts; False if the cluster did not answer.
 
@@ -177,6 +192,8 @@ class LagTracker:
                 log.warning("kafka_unreachable", via="lag_probe", error=exc.args[0].str())
             return False
         self._answered()
+        if self._baseline is None:
+            self._baseline = {name: len(t.partitions) for name, t in meta.topics.items()}
         self._forget_deleted(set(meta.topics))
         self._counts = {
             topic: len(meta.topics[topic].partitions)

@@ -49,6 +49,7 @@ class ConsumeLoop:
         start_from_earliest: bool = False,
         on_rebalance: Callable[[], None] = lambda: None,
         partition_count: Callable[[str], int | None] = lambda topic: None,
+        created_since_start: Callable[[str, int], bool] = lambda topic, partition: False,
         on_stopping: Callable[[], None] = lambda: None,
         clock: Callable[[], float] = time.time,
         hold_check: HoldCheck = lambda schema_id: None,
@@ -66,6 +67,8 @@ class ConsumeLoop:
         self.start_from_earliest = start_from_earliest
         self.on_rebalance = on_rebalance
         self.partition_count = partition_count
+        # Partitions created while this process ran start at their beginning.
+        self.created_since_start = created_since_start
         # (low, high) for many partitions in a few batched requests (LagTracker.bounds);
         # without it, one consumer call per partition.
         self.offset_bounds = offset_bounds
@@ -91,7 +94,8 @@ class ConsumeLoop:
         The read-back re-establishes the watermark within seconds of an
         assignment or restart; those events were counted by the previous owner,
         so they only warm the clock. A group with no committed offset starts at
-        the end (start_from=latest, with the read-back) or the beginning.
+        the end (start_from=latest, with the read-back) or the beginning; a
+        partition created while this process ran always at its beginning.
         """
         now = self.clock()
         # Discovered products are built outside the lock (a registry look-up each).
@@ -117,9 +121,10 @@ class ConsumeLoop:
         resumes: dict[tuple[str, int], int] = {}
         with self.pipeline.lock:
             for tp, (low, high) in zip(committed, bounds, strict=True):
-                fresh_start = low if self.start_from_earliest else high
-                group_offset = tp.offset if tp.offset >= 0 else fresh_start
                 key = (tp.topic, tp.partition)
+                from_beginning = self.start_from_earliest or self.created_since_start(*key)
+                fresh_start = low if from_beginning else high
+                group_offset = tp.offset if tp.offset >= 0 else fresh_start
                 # Past the group's offset only where this process counted the events itself.
                 resume = self.offsets.resume_offset(key, group_offset, high)
                 # A replica killed after publishing, before committing: what its

@@ -150,3 +150,18 @@ def test_bounds_that_raise_leave_the_partitions_unanswered_instead_of_raising(
 
     admin.list_offsets = refuse  # type: ignore[method-assign,assignment]
     assert tracker.bounds([TopicPartition("t0001", 0)]) == {}
+
+
+def test_partitions_absent_from_the_first_answer_were_created_since_start(
+    many: tuple[LagTracker, _Admin, _Consumer, Pipeline],
+) -> None:
+    tracker, _, consumer, _ = many
+    assert not tracker.created_since_start("t0001", 0)  # no answer yet: not known to be new
+    tracker.refresh()
+    assert not tracker.created_since_start("t0001", PARTITIONS - 1)
+    assert tracker.created_since_start("t0001", PARTITIONS)  # a partition added later
+    consumer.topics.append("born-later")
+    tracker._counts_at = -1e9  # the next refresh re-reads metadata
+    tracker.refresh()
+    assert tracker.created_since_start("born-later", 0)  # later answers do not move the baseline
+    assert not tracker.created_since_start("t0001", 0)

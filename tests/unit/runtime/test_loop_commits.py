@@ -138,7 +138,13 @@ class Rig:
         return self.pipeline.products[TOPIC].stats
 
 
-def rig(partitions: tuple[int, ...] = (0,), committed: dict[int, int] | None = None) -> Rig:
+def rig(
+    partitions: tuple[int, ...] = (0,),
+    committed: dict[int, int] | None = None,
+    *,
+    start_from_earliest: bool = True,
+    created_since_start: Callable[[str, int], bool] = lambda topic, partition: False,
+) -> Rig:
     config = orders_config(
         TOPIC,
         max_out_of_orderness=5.0,
@@ -161,7 +167,8 @@ def rig(partitions: tuple[int, ...] = (0,), committed: dict[int, int] | None = N
         poll_timeout=0.0,
         commit_interval=INTERVAL,
         readback_messages=0,
-        start_from_earliest=True,
+        start_from_earliest=start_from_earliest,
+        created_since_start=created_since_start,
         clock=lambda: now[0],
     )
     consumer.on_commit = loop.commit_cb
@@ -390,3 +397,25 @@ def test_errors_inside_a_batch_are_counted_and_the_events_around_them_processed(
     assert r.loop.poll_once() == 5
     assert r.stats.conforming == 5
     assert r.loop.health.loop.kafka_errors == {"_TRANSPORT": 1}  # end of partition: benign
+
+
+def test_latest_skips_old_backlog_but_a_partition_created_while_running_counts_all() -> None:
+    """start_from=latest with no committed offset: an old partition's backlog is not
+    counted; one created since the process started holds only events produced while
+    it watched, so all of them count (a topic found by discovery misses none)."""
+    old = rig(partitions=(0, 1), start_from_earliest=False)
+    old.consumer.high = 10
+    old.feed(0, range(0, 10))
+    old.loop.poll_once()
+    assert old.stats.events == 0  # below the end at assignment: read-back, not counted
+
+    new = rig(
+        partitions=(0, 1),
+        start_from_earliest=False,
+        created_since_start=lambda topic, partition: partition == 1,
+    )
+    new.consumer.high = 10
+    new.feed(0, range(0, 10))
+    new.feed(1, range(0, 10))
+    new.loop.poll_once()
+    assert new.stats.events == 10  # partition 1's ten; partition 0 as before
