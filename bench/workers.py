@@ -9,17 +9,27 @@ single process, as shipped) and once with `--workers N`, interleaved, median of
 What is timed: the steady state. The clock starts once the group has settled
 (every worker owns partitions, seen on /metrics as
 tidemark_worker_assigned_partitions; with one process, the first event
-counted) and stops when the group's committed offsets reach the end of every
-partition (polled with OffsetFetch; no scrapes meanwhile); the rate is the
-events committed in between over that time. Start-up and the first rebalance
-are left out (shown apart as "whole run"); events read twice after it would
-cost time, never add throughput. Over the same window the CPU time of the
+counted) and every partition has a committed offset, i.e. every worker is
+past its start-up (offset look-ups, leader discovery, the first fetch: about
+0.5 s, which in a 3 s run made two workers look like one); it stops when the
+group's committed offsets reach the end of every partition (polled with
+OffsetFetch; no scrapes meanwhile); the rate is the events committed in
+between over that time. Start-up and the first rebalance are left out (shown
+apart as "whole run"); events read twice after it would cost time, never add
+throughput. Over the same window the CPU time of the
 consuming processes, of the --workers parent and of the broker process is
 read from /proc: events per consumer CPU-second is what one core does, and
 holds however busy the machine is. The commit interval is 0.1 s in every run
 so the end is seen promptly; all other settings are Tidemark's defaults.
 
-    python bench/workers.py --events 400000 --partitions 8 --workers 2
+The same run measures the machine's own ceiling: the floor loop of
+bench/throughput.py (consume + fastavro's schemaless_reader, no Tidemark) in 1
+and in N processes, each assigned an equal share of the partitions from the
+beginning (no group, no commits), timed from the first event any of them reads
+to the last. "floor N / floor 1" is what N Python consumers can get out of
+these cores with this broker; Tidemark's workers ratio is read against it.
+
+    python bench/workers.py --events 600000 --partitions 12 --workers 2
     python bench/workers.py --broker tansu --events 200000
 """
 
@@ -184,6 +194,11 @@ def run_once(
     def committed() -> int:
         return sum(max(tp.offset, 0) for tp in watch.committed(tps, timeout=10))
 
+    def every_partition_committed() -> int | None:
+        """Events committed so far, once every partition has a commit; else None."""
+        offsets = [tp.offset for tp in watch.committed(tps, timeout=10)]
+        return sum(offsets) if min(offsets) > 0 else None
+
     def consumers() -> list[int]:
         return [daemon.pid] if workers == 1 else _children(daemon.pid)
 
@@ -205,10 +220,13 @@ def run_once(
             if settled:
                 break
             time.sleep(0.02)
+        while (done_before := every_partition_committed()) is None:
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"a partition never committed (see {log.name})")
+            time.sleep(0.01)
         pids = consumers()
         cpu0 = [sum(_cpu(p) for p in pids), _cpu(daemon.pid), _cpu(broker.pid)]
         started = time.perf_counter()
-        done_before = committed()
         while True:  # no more scrapes: only the group's offsets are watched
             if committed() >= n:
                 ended = time.perf_counter()
@@ -245,10 +263,74 @@ def run_once(
     )
 
 
+def floor_child(bootstrap: str, partitions: list[int]) -> None:
+    """One floor process: read its partitions to the end; print its first/last/CPU."""
+    import io
+    import json
+
+    from fastavro import parse_schema, schemaless_reader
+
+    from monitor.config import KafkaConfig
+
+    parsed = parse_schema(json.loads(CONTRACT.read_text()))
+    consumer = Consumer(
+        {
+            **KafkaConfig(bootstrap_servers=bootstrap).librdkafka(),
+            "group.id": f"bench-floor-{uuid.uuid4().hex[:8]}",
+            "enable.auto.commit": False,
+            "auto.offset.reset": "earliest",
+        }
+    )
+    consumer.assign([TopicPartition(TOPIC, p, 0) for p in partitions])
+    seen, first, last, cpu0 = 0, 0.0, 0.0, 0.0
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:
+        batch = consumer.consume(1000, 0.2)
+        if not batch:
+            if seen and time.perf_counter() - last > 1.5:
+                break  # the end of every partition, read
+            continue
+        if not first:
+            first, cpu0 = time.perf_counter(), time.process_time()
+        for msg in batch:
+            if msg.error() is None:
+                fo = io.BytesIO(msg.value())
+                fo.seek(5)
+                schemaless_reader(fo, parsed, None)
+                seen += 1
+        last = time.perf_counter()
+    cpu = time.process_time() - cpu0
+    consumer.close()
+    print(seen, first, last, cpu)
+
+
+def floor_once(broker: BrokerUnderTest, n: int, processes: int) -> tuple[float, float]:
+    """(events/s, events per CPU-second) of `processes` floor loops sharing the partitions.
+
+    perf_counter is CLOCK_MONOTONIC, one clock for every process on the host.
+    """
+    shares = [list(range(broker.partitions))[i::processes] for i in range(processes)]
+    children = [
+        subprocess.Popen(
+            [sys.executable, __file__, "--floor-child", broker.bootstrap, ",".join(map(str, s))],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        for s in shares
+    ]
+    answers = [child.communicate(timeout=400)[0].split() for child in children]
+    seen = sum(int(a[0]) for a in answers)
+    if seen < n:
+        raise RuntimeError(f"the floor read {seen} of {n} events: the broker dropped some")
+    span = max(float(a[2]) for a in answers) - min(float(a[1]) for a in answers)
+    cpu = sum(float(a[3]) for a in answers)
+    return seen / span, seen / cpu
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--events", type=int, default=400_000)
-    parser.add_argument("--partitions", type=int, default=8)
+    parser.add_argument("--events", type=int, default=600_000)
+    parser.add_argument("--partitions", type=int, default=12)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--repeat", type=int, default=3, help="runs per setting (median)")
     parser.add_argument("--broker", choices=("mock", "tansu"), default="mock")
@@ -259,10 +341,15 @@ def main() -> int:
         metavar="KEY=VALUE",
         help="a librdkafka setting for every run (e.g. fetch.queue.backoff.ms=10)",
     )
+    parser.add_argument("--floor-child", nargs=2, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.floor_child:
+        floor_child(args.floor_child[0], [int(p) for p in args.floor_child[1].split(",")])
+        return 0
     properties = dict(p.split("=", 1) for p in args.property)
     counts = (1, args.workers)
     results: dict[int, list[Run]] = {w: [] for w in counts}
+    floors: dict[int, list[tuple[float, float]]] = {w: [] for w in counts}
     broker = BrokerUnderTest(args.broker, args.partitions)
     with broker as bootstrap, registry_stand_in() as url, tempfile.TemporaryDirectory() as tmp:
         produce(bootstrap, SchemaRegistryClient({"url": url}), args.events, args.partitions)
@@ -270,9 +357,10 @@ def main() -> int:
             f"broker {args.broker}: produced {args.events} events, {args.partitions} partitions; "
             f"{os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f}"
         )
-        for _ in range(args.repeat):
+        for _ in range(args.repeat):  # interleaved: drift in the machine hits every setting
             for w in counts:
                 results[w].append(run_once(broker, url, args.events, w, Path(tmp), properties))
+                floors[w].append(floor_once(broker, args.events, w))
     med = {w: statistics.median(r.rate for r in v) for w, v in results.items()}
 
     def median(w: int, value: Callable[[Run], float]) -> float:
@@ -295,10 +383,19 @@ def main() -> int:
         )
         for r in runs:
             print(f"         run: {r.rate:,.0f}/s over {r.seconds:.2f} s")
+    floor = {w: statistics.median(f[0] for f in v) for w, v in floors.items()}
+    floor_cpu = {w: statistics.median(f[1] for f in v) for w, v in floors.items()}
+    print(f"\n{'floor':<8} {'events/s':>16} {'events/CPU-s':>13}   runs")
+    for w, v in floors.items():
+        runs = ", ".join(f"{f[0]:,.0f}" for f in v)
+        print(f"{w:<8} {floor[w]:>16,.0f} {floor_cpu[w]:>13,.0f}   {runs}")
     w = args.workers
     print(f"\n{w} workers / 1 worker, steady state = {med[w] / med[1]:.2f}")
     per_cpu = median(w, lambda r: r.per_cpu) / median(1, lambda r: r.per_cpu)
     print(f"events per consumer CPU-second, {w} workers / 1 worker = {per_cpu:.2f}")
+    print(f"floor: {w} processes / 1 process (the machine's ceiling) = {floor[w] / floor[1]:.2f}")
+    print(f"tidemark 1 worker / floor 1 process = {med[1] / floor[1]:.2f}")
+    print(f"tidemark {w} workers / floor {w} processes = {med[w] / floor[w]:.2f}")
     return 0
 
 
