@@ -32,9 +32,11 @@ stand-in, so no contender shares an interpreter, a GIL or a cache with the
 broker or with another contender. The clock starts at the first message, so
 group-join time is not measured. Runs are interleaved and the median reported.
 The mock cluster keeps about 63,000 such events per partition (it drops older
-segments), so keep --events at or below 200,000 with its 4 partitions.
+segments), so keep --events at or below 400,000 with its 8 partitions. Fewer events
+made the fastest contenders' runs a few tenths of a second long, and their ratios
+mostly noise (bare vs topic-only swung from 0.5x to 1.4x between runs).
 
-    python bench/throughput.py --events 200000
+    python bench/throughput.py --events 400000
     python bench/throughput.py --broker tansu
 """
 
@@ -91,7 +93,7 @@ with MockCluster(num_brokers=1) as cluster:
     sys.stdin.read()
 """
 CONTRACT = REPO / "config" / "contracts" / "orders.avsc"
-PARTITIONS = 4
+PARTITIONS = 8
 # librdkafka's own defaults for what Tidemark ships differently (--librdkafka-defaults).
 LIBRDKAFKA_DEFAULTS: dict[str, str | int | float | bool] = {"fetch.queue.backoff.ms": 1000}
 assert set(LIBRDKAFKA_DEFAULTS) == set(CONSUMER_DEFAULTS), "keep the two in step"
@@ -333,7 +335,7 @@ def measure(kind: str, bootstrap: str, registry_url: str, n: int, lib_defaults: 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--events", type=int, default=200_000)
+    parser.add_argument("--events", type=int, default=400_000)
     parser.add_argument("--repeat", type=int, default=3, help="runs per contender (median)")
     parser.add_argument("--broker", choices=("mock", "tansu"), default="mock")
     parser.add_argument(
