@@ -47,7 +47,9 @@ decimal, timestamp and variant functions are not: registered rules using them
 do not compile and are reported in not_evaluated (a config rule that does not
 compile raises RuleError).
 
-Evaluation cost: the Python short forms run first; all CEL rules of a product
+Evaluation cost: the Python short forms run first, with the CEL rules that are a
+single comparison of a field with a literal (celfast.py: decided in Python where the
+field's type is the literal's, by the engine otherwise); all other CEL rules of a product
 are then evaluated as one list expression, one engine call per event whether
 the rules pass or fail; only when some rule errors (CEL cannot catch an error
 inside the list) is each CEL rule evaluated on its own, so per-rule verdicts
@@ -73,6 +75,7 @@ from monitor.contract.cel import (
     referenced_keys,
     to_cel,
 )
+from monitor.contract.celfast import FastRule, fast_rule
 from monitor.contract.fieldrules import FieldCheck, FieldPlan
 from monitor.contract.registered import registered, why_not
 from monitor.contract.ruleconfig import MAX_RULES, RuleConfig, cel_literal, short_form
@@ -256,6 +259,8 @@ def compile_rules(
         index = claim(rule.name)
         if python_short_forms and form.check is not None:
             python.append((index, form.check))
+        elif python_short_forms and (fast := _fast(program)) is not None:
+            python.append((index, fast.check))
         else:
             cel.append((index, program))
 
@@ -280,9 +285,16 @@ def compile_rules(
         if entry.type == "CEL_FIELD":
             plan = plan or FieldPlan(schema, metadata_tags)
             fields.append((index, FieldCheck(program, plan, entry.tags)))
+        elif python_short_forms and (fast := _fast(program)) is not None:
+            python.append((index, fast.check))
         else:
             cel.append((index, program))
     return CompiledRules(python, cel, fields, tuple(names), tuple(skipped), combine)
+
+
+def _fast(program: Program) -> FastRule | None:
+    """The Python form of a one-comparison rule (celfast.py), where it has one."""
+    return None if program.uses_now else fast_rule(program.source, program)
 
 
 def guarded(expr: str, *, field: bool = False) -> Program:
