@@ -29,7 +29,10 @@ NOW_MS = lambda: int(time.time() * 1000)  # noqa: E731
 def _config(
     path: Path, broker: Broker, prefix: str, registry_url: str, products: list[dict[str, Any]]
 ) -> Path:
-    write_config(path, broker, products, registry_url=registry_url)
+    # A topic created while running changes what the pattern matches, so the member
+    # rejoins its group; the mock coordinator then waits session.timeout.ms - 1 s for
+    # the rest of the group (44 s by default: the test's 45 s wait lost that race).
+    write_config(path, broker, products, registry_url=registry_url, rejoin=True)
     config = yaml.safe_load(path.read_text())
     config["discover"] = {
         "include": [prefix.replace(".", "\\.") + "\\."],
