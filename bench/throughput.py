@@ -188,8 +188,9 @@ def bare(bootstrap: str, n: int, props: dict[str, Any]) -> Rates:
     return consume_loop(bootstrap, n, props, handle)
 
 
-def floor(bootstrap: str, n: int, props: dict[str, Any]) -> Rates:
-    """The unavoidable work: skip the 5-byte Confluent header, decode with the contract."""
+def floor_work() -> Callable[[Any], None]:
+    """The unavoidable work per event: skip the 5-byte Confluent header, decode with the
+    contract (bench/workers.py runs the same in its floor processes)."""
     parsed = parse_schema(json.loads(CONTRACT.read_text()))
 
     def handle(msg: Any) -> None:
@@ -197,7 +198,11 @@ def floor(bootstrap: str, n: int, props: dict[str, Any]) -> Rates:
         fo.seek(5)
         schemaless_reader(fo, parsed, None)
 
-    return consume_loop(bootstrap, n, props, handle)
+    return handle
+
+
+def floor(bootstrap: str, n: int, props: dict[str, Any]) -> Rates:
+    return consume_loop(bootstrap, n, props, floor_work())
 
 
 def avro(bootstrap: str, registry: SchemaRegistryClient, n: int, props: dict[str, Any]) -> Rates:

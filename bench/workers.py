@@ -62,6 +62,7 @@ from throughput import (  # noqa: E402
     REPO,
     TOPIC,
     BrokerUnderTest,
+    floor_work,
     produce,
     registry_stand_in,
 )
@@ -263,19 +264,14 @@ def run_once(
     )
 
 
-def floor_child(bootstrap: str, partitions: list[int]) -> None:
+def floor_child(bootstrap: str, partitions: list[int], properties: dict[str, str]) -> None:
     """One floor process: read its partitions to the end; print its first/last/CPU."""
-    import io
-    import json
-
-    from fastavro import parse_schema, schemaless_reader
-
     from monitor.config import KafkaConfig
 
-    parsed = parse_schema(json.loads(CONTRACT.read_text()))
+    handle = floor_work()
     consumer = Consumer(
         {
-            **KafkaConfig(bootstrap_servers=bootstrap).librdkafka(),
+            **KafkaConfig(bootstrap_servers=bootstrap, properties=properties).librdkafka(),
             "group.id": f"bench-floor-{uuid.uuid4().hex[:8]}",
             "enable.auto.commit": False,
             "auto.offset.reset": "earliest",
@@ -294,9 +290,7 @@ def floor_child(bootstrap: str, partitions: list[int]) -> None:
             first, cpu0 = time.perf_counter(), time.process_time()
         for msg in batch:
             if msg.error() is None:
-                fo = io.BytesIO(msg.value())
-                fo.seek(5)
-                schemaless_reader(fo, parsed, None)
+                handle(msg)
                 seen += 1
         last = time.perf_counter()
     cpu = time.process_time() - cpu0
@@ -304,15 +298,26 @@ def floor_child(bootstrap: str, partitions: list[int]) -> None:
     print(seen, first, last, cpu)
 
 
-def floor_once(broker: BrokerUnderTest, n: int, processes: int) -> tuple[float, float]:
-    """(events/s, events per CPU-second) of `processes` floor loops sharing the partitions.
+def floor_once(
+    broker: BrokerUnderTest, n: int, processes: int, properties: dict[str, str]
+) -> tuple[float, float]:
+    """(events/s, events per CPU-second) of `processes` floor loops sharing the partitions,
+    with the same client settings as the daemon's runs.
 
     perf_counter is CLOCK_MONOTONIC, one clock for every process on the host.
     """
     shares = [list(range(broker.partitions))[i::processes] for i in range(processes)]
+    settings = [f"{k}={v}" for k, v in properties.items()]
     children = [
         subprocess.Popen(
-            [sys.executable, __file__, "--floor-child", broker.bootstrap, ",".join(map(str, s))],
+            [
+                sys.executable,
+                __file__,
+                "--floor-child",
+                broker.bootstrap,
+                ",".join(map(str, s)),
+                *settings,
+            ],
             stdout=subprocess.PIPE,
             text=True,
         )
@@ -341,10 +346,15 @@ def main() -> int:
         metavar="KEY=VALUE",
         help="a librdkafka setting for every run (e.g. fetch.queue.backoff.ms=10)",
     )
-    parser.add_argument("--floor-child", nargs=2, help=argparse.SUPPRESS)
+    parser.add_argument("--floor-child", nargs="+", help=argparse.SUPPRESS)
     args = parser.parse_args()
-    if args.floor_child:
-        floor_child(args.floor_child[0], [int(p) for p in args.floor_child[1].split(",")])
+    if args.floor_child:  # BOOTSTRAP PARTITIONS [KEY=VALUE ...]
+        bootstrap, partitions, *settings = args.floor_child
+        floor_child(
+            bootstrap,
+            [int(p) for p in partitions.split(",")],
+            dict(p.split("=", 1) for p in settings),
+        )
         return 0
     properties = dict(p.split("=", 1) for p in args.property)
     counts = (1, args.workers)
@@ -360,7 +370,7 @@ def main() -> int:
         for _ in range(args.repeat):  # interleaved: drift in the machine hits every setting
             for w in counts:
                 results[w].append(run_once(broker, url, args.events, w, Path(tmp), properties))
-                floors[w].append(floor_once(broker, args.events, w))
+                floors[w].append(floor_once(broker, args.events, w, properties))
     med = {w: statistics.median(r.rate for r in v) for w, v in results.items()}
 
     def median(w: int, value: Callable[[Run], float]) -> float:

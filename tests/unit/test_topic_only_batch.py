@@ -50,13 +50,14 @@ class Msg:
         return None
 
 
-def _pipeline() -> Pipeline:
+def _pipeline(warm_until: int = 20) -> Pipeline:
+    """Partition 1 reads back below offset `warm_until`; the others count from 0."""
     config = ProductConfig(
         name=TOPIC, owner="ops", topic=TOPIC, encoding="none", max_out_of_orderness=5
     )
     pipeline = Pipeline({TOPIC: ProductPipeline.build(config, None, None, 60)})
     for p in range(3):
-        pipeline.assign(TOPIC, p, NOW - 100, start=0, warmup_until=20 if p == 1 else 0)
+        pipeline.assign(TOPIC, p, NOW - 100, start=0, warmup_until=warm_until if p == 1 else 0)
     return pipeline
 
 
@@ -113,13 +114,7 @@ def test_batched_topic_only_counting_equals_one_event_at_a_time(seed: int) -> No
 
 def _run_pipeline() -> Pipeline:
     """Partition 1 reads back below offset 40 (warm runs, and one that crosses it)."""
-    config = ProductConfig(
-        name=TOPIC, owner="ops", topic=TOPIC, encoding="none", max_out_of_orderness=5
-    )
-    pipeline = Pipeline({TOPIC: ProductPipeline.build(config, None, None, 60)})
-    for p in range(3):
-        pipeline.assign(TOPIC, p, NOW - 100, start=0, warmup_until=40 if p == 1 else 0)
-    return pipeline
+    return _pipeline(warm_until=40)
 
 
 def _full_state(pipeline: Pipeline, now: float) -> dict[str, Any]:
