@@ -20,7 +20,11 @@ throughput. Over the same window the CPU time of the
 consuming processes, of the --workers parent and of the broker process is
 read from /proc: events per consumer CPU-second is what one core does, and
 holds however busy the machine is. The commit interval is 0.1 s in every run
-so the end is seen promptly; all other settings are Tidemark's defaults.
+so the end is seen promptly; all other settings are Tidemark's defaults. Each
+run also reports how idle the host's cores were, how much of them the
+hypervisor took (steal: on a shared VM it comes and goes and slows a run for
+reasons that are not Tidemark's), and how far apart the partitions reached
+their end (a worker that finished its share early leaves a core idle).
 
 The same run measures the machine's own ceiling: the floor loop of
 bench/throughput.py (consume + fastavro's schemaless_reader, no Tidemark) in 1
@@ -112,6 +116,18 @@ def _cpu(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def _machine() -> tuple[float, float]:
+    """(idle, steal) CPU seconds of the whole host so far (Linux /proc/stat).
+
+    Steal is time the hypervisor gave this VM's cores to someone else: on a shared
+    host it comes and goes, and a run that lost a third of a core to it is slower
+    for reasons that are not Tidemark's. Each run reports it.
+    """
+    fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    tick = os.sysconf("SC_CLK_TCK")
+    return (fields[3] + fields[4]) / tick, fields[7] / tick
+
+
 def _children(pid: int) -> list[int]:
     try:
         return [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
@@ -131,6 +147,9 @@ class Run:
     cpu_parent: float  # CPU-s of the --workers parent (merging, supervising)
     cpu_broker: float  # CPU-s of the broker process
     seconds: float  # length of the steady window
+    idle: float  # CPU-s the host's cores were idle in the steady window
+    steal: float  # CPU-s the hypervisor took from the host's cores in it
+    finish_spread: float  # s between the first and the last partition committed to its end
 
     @property
     def per_cpu(self) -> float:
@@ -226,12 +245,26 @@ def run_once(
                 raise RuntimeError(f"a partition never committed (see {log.name})")
             time.sleep(0.01)
         pids = consumers()
-        cpu0 = [sum(_cpu(p) for p in pids), _cpu(daemon.pid), _cpu(broker.pid)]
+        cpu0 = [sum(_cpu(p) for p in pids), _cpu(daemon.pid), _cpu(broker.pid), *_machine()]
         started = time.perf_counter()
+        ends = [high for _, high in (watch.get_watermark_offsets(tp, timeout=10) for tp in tps)]
+        finished: dict[int, float] = {}
         while True:  # no more scrapes: only the group's offsets are watched
-            if committed() >= n:
-                ended = time.perf_counter()
-                cpu1 = [sum(_cpu(p) for p in pids), _cpu(daemon.pid), _cpu(broker.pid)]
+            offsets = [max(tp.offset, 0) for tp in watch.committed(tps, timeout=10)]
+            now = time.perf_counter()
+            finished.update(
+                (p, now)
+                for p, (o, end) in enumerate(zip(offsets, ends, strict=True))
+                if o >= end and p not in finished
+            )
+            if sum(offsets) >= n:
+                ended = now
+                cpu1 = [
+                    sum(_cpu(p) for p in pids),
+                    _cpu(daemon.pid),
+                    _cpu(broker.pid),
+                    *_machine(),
+                ]
                 break
             if time.monotonic() > deadline:
                 raise RuntimeError(f"committed {committed()} of {n} (see {log.name})")
@@ -261,6 +294,9 @@ def run_once(
         cpu_parent=parent,
         cpu_broker=cpu1[2] - cpu0[2],
         seconds=seconds,
+        idle=cpu1[3] - cpu0[3],
+        steal=cpu1[4] - cpu0[4],
+        finish_spread=max(finished.values()) - min(finished.values()) if finished else 0.0,
     )
 
 
@@ -300,13 +336,16 @@ def floor_child(bootstrap: str, partitions: list[int], properties: dict[str, str
 
 def floor_once(
     broker: BrokerUnderTest, n: int, processes: int, properties: dict[str, str]
-) -> tuple[float, float]:
-    """(events/s, events per CPU-second) of `processes` floor loops sharing the partitions,
-    with the same client settings as the daemon's runs.
+) -> tuple[float, float, float]:
+    """(events/s, events per CPU-second, cores stolen by the hypervisor) of `processes`
+    floor loops sharing the partitions, with the same client settings as the daemon's
+    runs. Steal is over the children's whole life, start-up included.
 
     perf_counter is CLOCK_MONOTONIC, one clock for every process on the host.
     """
     shares = [list(range(broker.partitions))[i::processes] for i in range(processes)]
+    _, steal0 = _machine()
+    began = time.perf_counter()
     settings = [f"{k}={v}" for k, v in properties.items()]
     children = [
         subprocess.Popen(
@@ -324,12 +363,14 @@ def floor_once(
         for s in shares
     ]
     answers = [child.communicate(timeout=400)[0].split() for child in children]
+    _, steal1 = _machine()
+    stolen = (steal1 - steal0) / (time.perf_counter() - began)
     seen = sum(int(a[0]) for a in answers)
     if seen < n:
         raise RuntimeError(f"the floor read {seen} of {n} events: the broker dropped some")
     span = max(float(a[2]) for a in answers) - min(float(a[1]) for a in answers)
     cpu = sum(float(a[3]) for a in answers)
-    return seen / span, seen / cpu
+    return seen / span, seen / cpu, stolen
 
 
 def main() -> int:
@@ -359,7 +400,7 @@ def main() -> int:
     properties = dict(p.split("=", 1) for p in args.property)
     counts = (1, args.workers)
     results: dict[int, list[Run]] = {w: [] for w in counts}
-    floors: dict[int, list[tuple[float, float]]] = {w: [] for w in counts}
+    floors: dict[int, list[tuple[float, float, float]]] = {w: [] for w in counts}
     broker = BrokerUnderTest(args.broker, args.partitions)
     with broker as bootstrap, registry_stand_in() as url, tempfile.TemporaryDirectory() as tmp:
         produce(bootstrap, SchemaRegistryClient({"url": url}), args.events, args.partitions)
@@ -392,12 +433,16 @@ def main() -> int:
             f"{median(w, lambda r: r.cpu_broker / r.seconds):>7.2f}"
         )
         for r in runs:
-            print(f"         run: {r.rate:,.0f}/s over {r.seconds:.2f} s")
+            print(
+                f"         run: {r.rate:,.0f}/s over {r.seconds:.2f} s; host cores idle "
+                f"{r.idle / r.seconds:.2f}, stolen by the hypervisor {r.steal / r.seconds:.2f}; "
+                f"partitions reached their end within {r.finish_spread:.2f} s"
+            )
     floor = {w: statistics.median(f[0] for f in v) for w, v in floors.items()}
     floor_cpu = {w: statistics.median(f[1] for f in v) for w, v in floors.items()}
-    print(f"\n{'floor':<8} {'events/s':>16} {'events/CPU-s':>13}   runs")
+    print(f"\n{'floor':<8} {'events/s':>16} {'events/CPU-s':>13}   runs (cores stolen)")
     for w, v in floors.items():
-        runs = ", ".join(f"{f[0]:,.0f}" for f in v)
+        runs = ", ".join(f"{f[0]:,.0f} ({f[2]:.2f})" for f in v)
         print(f"{w:<8} {floor[w]:>16,.0f} {floor_cpu[w]:>13,.0f}   {runs}")
     w = args.workers
     print(f"\n{w} workers / 1 worker, steady state = {med[w] / med[1]:.2f}")
