@@ -58,6 +58,10 @@ class PartitionHolds:
     def __len__(self) -> int:
         return len(self.held)
 
+    def awaiting_lookup(self) -> bool:
+        """A held partition waits for a look-up in flight: its answer is due in milliseconds."""
+        return any(h.reason is HoldReason.SCHEMA_LOOKUP for h in self.held.values())
+
     def hold(self, events: Iterable[HeldEvent], now: float) -> None:
         """Pause each event's partition; it stays at the event's offset until released."""
         paused = []

@@ -31,6 +31,12 @@ log = structlog.get_logger("tidemark.loop")
 # Partitions -> {(topic, partition): (low, high)}; partitions that failed are left out.
 Bounds = Callable[[list[TopicPartition]], dict[tuple[str, int], tuple[int, int]]]
 
+# How long consume() may wait while a partition is held for a look-up in flight. The
+# loop resumes a held partition only between polls, and when every partition it owns is
+# held (a worker's first events) a poll waits its whole poll_timeout: 0.5 s of standing
+# still after a registry answer that took milliseconds.
+HELD_POLL_TIMEOUT = 0.02
+
 # Client-side notices that say nothing is wrong with the data path.
 _BENIGN = {KafkaError._PARTITION_EOF}
 
@@ -267,7 +273,10 @@ class ConsumeLoop:
             log.info("consumer_closed")
 
     def poll_once(self) -> int:
-        messages = self.consumer.consume(self.batch_size, self.poll_timeout)
+        timeout = self.poll_timeout
+        if self.holds and self.holds.awaiting_lookup():
+            timeout = min(timeout, HELD_POLL_TIMEOUT)
+        messages = self.consumer.consume(self.batch_size, timeout)
         started = time.perf_counter()
         now = self.clock()
         good = [msg for msg in messages if msg.error() is None]  # one pass, per event

@@ -24,7 +24,7 @@ from monitor.contract.registry import Lookup, Resolution
 from monitor.pipeline import HeldEvent, Pipeline, ProductPipeline
 from monitor.runtime.health import HealthState
 from monitor.runtime.holds import PartitionHolds
-from monitor.runtime.loop import ConsumeLoop
+from monitor.runtime.loop import HELD_POLL_TIMEOUT, ConsumeLoop
 from tests.unit.fakes import Msg
 
 REPO = Path(__file__).resolve().parents[3]
@@ -40,6 +40,7 @@ class FakeConsumer:
     batches: list[list[Any]] = field(default_factory=list)
     calls: list[tuple[str, Any]] = field(default_factory=list)
     paused: set[tuple[str, int]] = field(default_factory=set)
+    timeouts: list[float] = field(default_factory=list)
 
     def pause(self, partitions: list[TopicPartition]) -> None:
         self.calls.append(("pause", [(tp.topic, tp.partition) for tp in partitions]))
@@ -53,6 +54,7 @@ class FakeConsumer:
         self.calls.append(("seek", (partition.topic, partition.partition, partition.offset)))
 
     def consume(self, num_messages: int, timeout: float) -> list[Any]:
+        self.timeouts.append(timeout)
         return self.batches.pop(0) if self.batches else []
 
     def commit(self, offsets: list[TopicPartition], asynchronous: bool) -> None:
@@ -116,13 +118,13 @@ def pipeline_with(answers: Answers) -> Pipeline:
     return pipeline
 
 
-def loop_with(answers: Answers, consumer: FakeConsumer) -> ConsumeLoop:
+def loop_with(answers: Answers, consumer: FakeConsumer, poll_timeout: float = 0.0) -> ConsumeLoop:
     return ConsumeLoop(
         consumer,  # type: ignore[arg-type]
         pipeline_with(answers),
         HealthState(liveness_limit=60),
         batch_size=100,
-        poll_timeout=0.0,
+        poll_timeout=poll_timeout,
         commit_interval=0.0,
         readback_messages=0,
         clock=lambda: NOW,
@@ -236,3 +238,22 @@ def test_held_partition_prefetches_the_ids_waiting_behind_it() -> None:
     consumer.batches = [[Msg(TOPIC, 0, o, event(100 + o, o)) for o in range(5)]]
     loop.poll_once()
     assert set(answers.asked) == {100, 101, 102, 103, 104}
+
+
+def test_loop_polls_briefly_only_while_a_lookup_is_in_flight() -> None:
+    # A held partition resumes only between polls. With every owned partition held
+    # (a worker's first events), a poll waits its whole poll_timeout, so a look-up
+    # answered in milliseconds would leave the partition standing for 0.5 s.
+    answers, consumer = Answers(), FakeConsumer()
+    loop = loop_with(answers, consumer, poll_timeout=0.5)
+    consumer.batches = [[Msg(TOPIC, 0, 0, event(2, 0))]]
+    loop.poll_once()  # nothing held yet: the configured wait
+    loop.poll_once()  # id 2 is being looked up: a short wait
+    answers.state[2] = Resolution(Lookup.UNREACHABLE)
+    loop.poll_once()  # still short: the hold learns its new reason after this poll
+    loop.poll_once()  # the registry is unreachable, retried in seconds: no hurry
+    found(answers, 2)
+    loop.poll_once()  # resumed after this poll
+    loop.poll_once()
+    assert consumer.timeouts == [0.5, HELD_POLL_TIMEOUT, HELD_POLL_TIMEOUT, 0.5, 0.5, 0.5]
+    assert HELD_POLL_TIMEOUT <= 0.05
