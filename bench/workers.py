@@ -6,18 +6,23 @@ by the daemon started from its command line, once with `--workers 1` (the
 single process, as shipped) and once with `--workers N`, interleaved, median of
 --repeat runs. Each run is a fresh consumer group reading from the beginning.
 
-What is timed: the steady state. The clock starts once the group has settled
-(every worker owns partitions, seen on /metrics as
+What is timed: the steady state, while every worker has work. The clock starts
+once the group has settled (every worker owns partitions, seen on /metrics as
 tidemark_worker_assigned_partitions; with one process, the first event
-counted) and every partition has a committed offset, i.e. every worker is
-past its start-up (offset look-ups, leader discovery, the first fetch: about
-0.5 s, which in a 3 s run made two workers look like one); it stops when the
-group's committed offsets reach the end of every partition (polled with
-OffsetFetch; no scrapes meanwhile); the rate is the events committed in
-between over that time. Start-up and the first rebalance are left out (shown
-apart as "whole run"); events read twice after it would cost time, never add
-throughput. Over the same window the CPU time of the
-consuming processes, of the --workers parent and of the broker process is
+counted) and every partition has a committed offset, i.e. every worker is past
+its start-up (offset look-ups, leader discovery, the first fetch: about 0.5 s,
+which in a 3 s run made two workers look like one); it stops when the first
+partition's committed offset reaches its end (polled with OffsetFetch; no
+scrapes meanwhile); the rate is the events committed in between over that
+time. A worker that got going later than the other would otherwise leave the
+end of the run to one worker: that tail is shown apart ("to the end": until
+every partition is read), as is the whole run from the first event (start-up
+and the first rebalance included). A run where a partition is read to its end
+before the clock starts (the mock cluster's coordinator sometimes assigns in
+two generations, 44 s apart, and one worker reads its share alone meanwhile)
+measures nothing and is run again, said so in the output. Events read twice
+would cost time, never add throughput. Over the same window the CPU time of
+the consuming processes, of the --workers parent and of the broker process is
 read from /proc: events per consumer CPU-second is what one core does, and
 holds however busy the machine is. The commit interval is 0.1 s in every run
 so the end is seen promptly; all other settings are Tidemark's defaults. Each
@@ -29,8 +34,8 @@ their end (a worker that finished its share early leaves a core idle).
 The same run measures the machine's own ceiling: the floor loop of
 bench/throughput.py (consume + fastavro's schemaless_reader, no Tidemark) in 1
 and in N processes, each assigned an equal share of the partitions from the
-beginning (no group, no commits), timed from the first event any of them reads
-to the last. "floor N / floor 1" is what N Python consumers can get out of
+beginning (no group, no commits), timed the same way: from when every process
+has read its first batch to when the first one has read its share. "floor N / floor 1" is what N Python consumers can get out of
 these cores with this broker; Tidemark's workers ratio is read against it.
 
     python bench/workers.py --events 600000 --partitions 12 --workers 2
@@ -40,6 +45,7 @@ these cores with this broker; Tidemark's workers ratio is read against it.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import signal
 import socket
@@ -135,11 +141,16 @@ def _children(pid: int) -> list[int]:
         return []
 
 
+class UnsteadyRunError(Exception):
+    """A run whose steady window held too few events to measure anything."""
+
+
 @dataclass(frozen=True, slots=True)
 class Run:
     """One run: steady-state rate and where the CPU went while it lasted."""
 
-    rate: float  # events/s committed from the moment every worker owns partitions
+    rate: float  # events/s committed while every partition had events left (steady window)
+    drain: float  # events/s from the same start until every partition was read to its end
     whole: float  # events/s from the first event counted (start-up rebalance included)
     counted: float  # events counted / n (above 1: read twice around a rebalance)
     steady_share: float  # share of the n events committed inside the steady window
@@ -165,12 +176,12 @@ def run_once(
     tmp: Path,
     properties: dict[str, str],
 ) -> Run:
-    """Start the daemon, wait until every worker owns partitions, time the rest to the end.
+    """Start the daemon, wait until every worker owns partitions, time while all have work.
 
     The clock for `rate` starts once the group has settled (every worker owns
     partitions, seen on /metrics, or the first event counted with one process)
-    and stops when the group's committed offsets reach the end: start-up and
-    the first rebalance are left out, duplicates read after it are not.
+    and every partition has a commit; it stops when the first partition is
+    committed to its end. Raises UnsteadyRunError when that window holds too little.
     """
     bootstrap = broker.bootstrap
     group = f"bench-workers-{uuid.uuid4().hex[:8]}"
@@ -249,6 +260,8 @@ def run_once(
         started = time.perf_counter()
         ends = [high for _, high in (watch.get_watermark_offsets(tp, timeout=10) for tp in tps)]
         finished: dict[int, float] = {}
+        window: tuple[float, int] | None = None  # (end of the steady window, committed then)
+        cpu1: list[float] = []
         while True:  # no more scrapes: only the group's offsets are watched
             offsets = [max(tp.offset, 0) for tp in watch.committed(tps, timeout=10)]
             now = time.perf_counter()
@@ -257,14 +270,16 @@ def run_once(
                 for p, (o, end) in enumerate(zip(offsets, ends, strict=True))
                 if o >= end and p not in finished
             )
-            if sum(offsets) >= n:
-                ended = now
+            if finished and window is None:
+                window = (now, sum(offsets))
                 cpu1 = [
                     sum(_cpu(p) for p in pids),
                     _cpu(daemon.pid),
                     _cpu(broker.pid),
                     *_machine(),
                 ]
+            if sum(offsets) >= n:
+                ended = now
                 break
             if time.monotonic() > deadline:
                 raise RuntimeError(f"committed {committed()} of {n} (see {log.name})")
@@ -275,21 +290,27 @@ def run_once(
         daemon.send_signal(signal.SIGTERM)
         daemon.wait(60)
         log.close()
-    seconds = ended - started
+    assert window is not None
+    seconds = window[0] - started
+    in_window = window[1] - done_before
     if counted < n:  # the mock cluster keeps only its newest segments of a partition
         raise RuntimeError(
             f"the daemon counted {counted:.0f} of {n} events: the broker no longer had the "
             "rest (the mock cluster keeps some tens of thousands of records per partition, "
             "about 65k of these); use fewer events or more partitions"
         )
-    if n - done_before < n // 4:
-        raise RuntimeError(f"only {n - done_before} of {n} events after settling: use more")
+    if in_window < n // 4:
+        raise UnsteadyRunError(
+            f"{in_window} of {n} events were read while every partition had events left "
+            f"({n - done_before} after the group settled)"
+        )
     parent = 0.0 if workers == 1 else cpu1[1] - cpu0[1]
     return Run(
-        rate=(n - done_before) / seconds,
+        rate=in_window / seconds,
+        drain=(n - done_before) / (ended - started),
         whole=n / (ended - (first or started)),
         counted=counted / n,
-        steady_share=(n - done_before) / n,
+        steady_share=in_window / n,
         cpu_workers=cpu1[0] - cpu0[0],
         cpu_parent=parent,
         cpu_broker=cpu1[2] - cpu0[2],
@@ -301,7 +322,8 @@ def run_once(
 
 
 def floor_child(bootstrap: str, partitions: list[int], properties: dict[str, str]) -> None:
-    """One floor process: read its partitions to the end; print its first/last/CPU."""
+    """One floor process: read its partitions to the end; print its CPU and its progress
+    (time, events so far) after every batch, as JSON."""
     from monitor.config import KafkaConfig
 
     handle = floor_work()
@@ -315,6 +337,7 @@ def floor_child(bootstrap: str, partitions: list[int], properties: dict[str, str
     )
     consumer.assign([TopicPartition(TOPIC, p, 0) for p in partitions])
     seen, first, last, cpu0 = 0, 0.0, 0.0, 0.0
+    progress: list[tuple[float, int]] = []
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline:
         batch = consumer.consume(1000, 0.2)
@@ -329,9 +352,10 @@ def floor_child(bootstrap: str, partitions: list[int], properties: dict[str, str
                 handle(msg)
                 seen += 1
         last = time.perf_counter()
+        progress.append((last, seen))
     cpu = time.process_time() - cpu0
     consumer.close()
-    print(seen, first, last, cpu)
+    print(json.dumps({"cpu": cpu, "progress": progress}))
 
 
 def floor_once(
@@ -339,7 +363,9 @@ def floor_once(
 ) -> tuple[float, float, float]:
     """(events/s, events per CPU-second, cores stolen by the hypervisor) of `processes`
     floor loops sharing the partitions, with the same client settings as the daemon's
-    runs. Steal is over the children's whole life, start-up included.
+    runs. Timed like the daemon's steady window: from when every process has read
+    its first batch to when the first one has read its share. Steal is over the
+    children's whole life, start-up included.
 
     perf_counter is CLOCK_MONOTONIC, one clock for every process on the host.
     """
@@ -362,15 +388,22 @@ def floor_once(
         )
         for s in shares
     ]
-    answers = [child.communicate(timeout=400)[0].split() for child in children]
+    answers = [json.loads(child.communicate(timeout=400)[0]) for child in children]
     _, steal1 = _machine()
     stolen = (steal1 - steal0) / (time.perf_counter() - began)
-    seen = sum(int(a[0]) for a in answers)
+    timelines = [a["progress"] for a in answers]
+    seen = sum(t[-1][1] for t in timelines)
     if seen < n:
         raise RuntimeError(f"the floor read {seen} of {n} events: the broker dropped some")
-    span = max(float(a[2]) for a in answers) - min(float(a[1]) for a in answers)
-    cpu = sum(float(a[3]) for a in answers)
-    return seen / span, seen / cpu, stolen
+    start = max(t[0][0] for t in timelines)  # every process has read a batch
+    end = min(t[-1][0] for t in timelines)  # the first process has read its share
+
+    def read_by(timeline: list[list[float]], at: float) -> float:
+        return max((count for when, count in timeline if when <= at), default=0)
+
+    in_window = sum(read_by(t, end) - read_by(t, start) for t in timelines)
+    cpu = sum(float(a["cpu"]) for a in answers)
+    return in_window / (end - start), seen / cpu, stolen
 
 
 def main() -> int:
@@ -410,7 +443,16 @@ def main() -> int:
         )
         for _ in range(args.repeat):  # interleaved: drift in the machine hits every setting
             for w in counts:
-                results[w].append(run_once(broker, url, args.events, w, Path(tmp), properties))
+                for attempt in range(3):
+                    try:
+                        run = run_once(broker, url, args.events, w, Path(tmp), properties)
+                    except UnsteadyRunError as exc:
+                        print(f"  run with {w} worker(s) discarded, run again: {exc}", flush=True)
+                        if attempt == 2:
+                            raise
+                        continue
+                    results[w].append(run)
+                    break
                 floors[w].append(floor_once(broker, args.events, w, properties))
     med = {w: statistics.median(r.rate for r in v) for w, v in results.items()}
 
@@ -418,14 +460,16 @@ def main() -> int:
         return statistics.median(value(r) for r in results[w])
 
     print(
-        f"\n{'workers':<8} {'steady events/s':>16} {'spread':>7} {'whole run':>10} "
+        f"\n{'workers':<8} {'steady events/s':>16} {'spread':>7} {'to the end':>11} "
+        f"{'whole run':>10} "
         f"{'counted/n':>10} {'steady %':>9} {'events/CPU-s':>13} "
         f"{'CPU cores: consumers':>21} {'parent':>7} {'broker':>7}"
     )
     for w, runs in results.items():
         spread = (max(r.rate for r in runs) - min(r.rate for r in runs)) / med[w]
         print(
-            f"{w:<8} {med[w]:>16,.0f} {spread:>7.0%} {median(w, lambda r: r.whole):>10,.0f} "
+            f"{w:<8} {med[w]:>16,.0f} {spread:>7.0%} {median(w, lambda r: r.drain):>11,.0f} "
+            f"{median(w, lambda r: r.whole):>10,.0f} "
             f"{median(w, lambda r: r.counted):>10.2f} {median(w, lambda r: r.steady_share):>9.0%} "
             f"{median(w, lambda r: r.per_cpu):>13,.0f} "
             f"{median(w, lambda r: r.cpu_workers / r.seconds):>21.2f} "
@@ -446,6 +490,8 @@ def main() -> int:
         print(f"{w:<8} {floor[w]:>16,.0f} {floor_cpu[w]:>13,.0f}   {runs}")
     w = args.workers
     print(f"\n{w} workers / 1 worker, steady state = {med[w] / med[1]:.2f}")
+    drain = median(w, lambda r: r.drain) / median(1, lambda r: r.drain)
+    print(f"{w} workers / 1 worker, to the end of every partition = {drain:.2f}")
     per_cpu = median(w, lambda r: r.per_cpu) / median(1, lambda r: r.per_cpu)
     print(f"events per consumer CPU-second, {w} workers / 1 worker = {per_cpu:.2f}")
     print(f"floor: {w} processes / 1 process (the machine's ceiling) = {floor[w] / floor[1]:.2f}")
