@@ -6,37 +6,42 @@ by the daemon started from its command line, once with `--workers 1` (the
 single process, as shipped) and once with `--workers N`, interleaved, median of
 --repeat runs. Each run is a fresh consumer group reading from the beginning.
 
-What is timed: the steady state, while every worker has work. The clock starts
-once the group has settled (every worker owns partitions, seen on /metrics as
+What is timed: the steady state, while every worker has work. Once the group
+has settled (every worker owns partitions, seen on /metrics as
 tidemark_worker_assigned_partitions; with one process, the first event
-counted) and every partition has a committed offset, i.e. every worker is past
-its start-up (offset look-ups, leader discovery, the first fetch: about 0.5 s,
-which in a 3 s run made two workers look like one); it stops when the first
-partition's committed offset reaches its end (polled with OffsetFetch; no
-scrapes meanwhile); the rate is the events committed in between over that
-time. A worker that got going later than the other would otherwise leave the
-end of the run to one worker: that tail is shown apart ("to the end": until
-every partition is read), as is the whole run from the first event (start-up
-and the first rebalance included). A run where a partition is read to its end
-before the clock starts (the mock cluster's coordinator sometimes assigns in
-two generations, 44 s apart, and one worker reads its share alone meanwhile)
-measures nothing and is run again, said so in the output. Events read twice
-would cost time, never add throughput. Over the same window the CPU time of
-the consuming processes, of the --workers parent and of the broker process is
-read from /proc: events per consumer CPU-second is what one core does, and
-holds however busy the machine is. The commit interval is 0.1 s in every run
-so the end is seen promptly; all other settings are Tidemark's defaults. Each
-run also reports how idle the host's cores were, how much of them the
-hypervisor took (steal: on a shared VM it comes and goes and slows a run for
-reasons that are not Tidemark's), and how far apart the partitions reached
-their end (a worker that finished its share early leaves a core idle).
+counted), the bench records every change of the group's committed offsets
+(OffsetFetch every 10 ms, no scrapes meanwhile) with the CPU counters of that
+moment; afterwards the daemon's log says which worker owned which partition.
+The clock starts when every worker has committed something (each is past its
+start-up: offset look-ups, leader discovery, the first fetch, about 0.5 s,
+which in a 3 s run made two workers look like one) and stops when the first
+worker has committed all it owns to the end; the rate is the events committed
+in between over that time. Per worker, not per partition: a consumer may drain
+its partitions one after another (it does on Tansu). A worker that got going
+later than the other leaves the end of the run to one worker: that tail is
+shown apart ("to the end": until every partition is read), as is the whole run
+from the first event (start-up and the first rebalance included). A run where
+one worker finished before the other started (the mock cluster's coordinator
+sometimes assigns in two generations, 44 s apart) measures nothing and is run
+again, said so in the output. Events read twice would cost time, never add
+throughput.
+
+Over the same window the CPU time of the consuming processes, of the --workers
+parent and of the broker process is read from /proc: events per consumer CPU-
+second is what one core does, and holds however busy the machine is. Each run
+also reports how idle the host's cores were, how much of them the hypervisor
+took (steal: on a shared VM it comes and goes and slows a run for reasons that
+are not Tidemark's), and how far apart the workers finished their shares. The
+commit interval is 0.1 s in every run so progress is seen promptly; all other
+settings are Tidemark's defaults.
 
 The same run measures the machine's own ceiling: the floor loop of
 bench/throughput.py (consume + fastavro's schemaless_reader, no Tidemark) in 1
 and in N processes, each assigned an equal share of the partitions from the
 beginning (no group, no commits), timed the same way: from when every process
-has read its first batch to when the first one has read its share. "floor N / floor 1" is what N Python consumers can get out of
-these cores with this broker; Tidemark's workers ratio is read against it.
+has read its first batch to when the first one has read its share. "floor N /
+floor 1" is what N Python consumers can get out of these cores with this
+broker; Tidemark's workers ratio is read against it.
 
     python bench/workers.py --events 600000 --partitions 12 --workers 2
     python bench/workers.py --broker tansu --events 200000
@@ -160,12 +165,62 @@ class Run:
     seconds: float  # length of the steady window
     idle: float  # CPU-s the host's cores were idle in the steady window
     steal: float  # CPU-s the hypervisor took from the host's cores in it
-    finish_spread: float  # s between the first and the last partition committed to its end
+    finish_spread: float  # s between the first and the last worker done with its share
 
     @property
     def per_cpu(self) -> float:
         """Events per CPU-second of the consuming processes (what one core does)."""
         return self.rate * self.seconds / self.cpu_workers if self.cpu_workers else 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class Sample:
+    """The group's committed offsets at one moment, with the CPU counters read then."""
+
+    at: float  # perf_counter
+    offsets: list[int]  # committed, per partition
+    cpu: tuple[float, float, float, float, float]  # consumers, parent, broker, idle, steal
+
+
+def owners_from_log(path: Path) -> dict[int, int]:
+    """partition -> worker index, from the daemon's last `partition_assigned` of each
+    (a single process logs no worker index: worker 0)."""
+    owners: dict[int, int] = {}
+    for line in path.read_text(errors="replace").splitlines():
+        try:
+            entry = json.loads(line)
+        except ValueError:
+            continue
+        if entry.get("event") == "partition_assigned":
+            owners[int(entry["partition"])] = int(entry.get("worker") or 0)
+    return owners
+
+
+def steady_window(
+    samples: list[Sample], owners: dict[int, int], ends: list[int]
+) -> tuple[int, int, list[float]]:
+    """(first, last) sample of the steady state and when each worker finished its share.
+
+    It starts at the first sample where every worker has committed something (is
+    past its start-up) and ends at the first where one worker has committed every
+    partition it owns to the end: in between, every worker had work. Per worker,
+    not per partition: a consumer may drain its partitions one after another (it
+    does on Tansu), so a partition at its end says nothing of its worker.
+    """
+    shares: dict[int, list[int]] = {}
+    for partition, worker in owners.items():
+        shares.setdefault(worker, []).append(partition)
+
+    def started(s: Sample) -> bool:
+        return all(any(s.offsets[p] > 0 for p in ps) for ps in shares.values())
+
+    def done(s: Sample, ps: list[int]) -> bool:
+        return all(s.offsets[p] >= ends[p] for p in ps)
+
+    first = next(i for i, s in enumerate(samples) if started(s))
+    last = next(i for i, s in enumerate(samples) if any(done(s, ps) for ps in shares.values()))
+    finished = [next(s.at for s in samples if done(s, ps)) for ps in shares.values()]
+    return first, last, finished
 
 
 def run_once(
@@ -176,12 +231,12 @@ def run_once(
     tmp: Path,
     properties: dict[str, str],
 ) -> Run:
-    """Start the daemon, wait until every worker owns partitions, time while all have work.
+    """Start the daemon, record the group's commits to the end; time the steady window.
 
-    The clock for `rate` starts once the group has settled (every worker owns
-    partitions, seen on /metrics, or the first event counted with one process)
-    and every partition has a commit; it stops when the first partition is
-    committed to its end. Raises UnsteadyRunError when that window holds too little.
+    Every change of the committed offsets is recorded with the CPU counters of the
+    moment (no scrapes meanwhile); which worker owns which partition comes from the
+    daemon's log afterwards, and steady_window() picks the stretch where every
+    worker had work. Raises UnsteadyRunError when that stretch holds too little.
     """
     bootstrap = broker.bootstrap
     group = f"bench-workers-{uuid.uuid4().hex[:8]}"
@@ -199,7 +254,8 @@ def run_once(
                 },
                 "schema_registry": {"url": registry_url},
                 "server": {"bind_address": "127.0.0.1", "port": port},
-                "logging": {"format": "json", "level": "warning"},
+                # info: partition_assigned names each partition's worker (a few lines)
+                "logging": {"format": "json", "level": "info"},
                 "products": [
                     {
                         "name": "orders",
@@ -214,21 +270,14 @@ def run_once(
         )
     )
     argv = [sys.executable, "-m", "monitor", "run", "--config", str(config)]
-    log = (tmp / f"{group}.log").open("wb")
+    log_path = tmp / f"{group}.log"
+    log = log_path.open("wb")
     daemon = subprocess.Popen(
         [*argv, "--workers", str(workers)], cwd=REPO, stdout=log, stderr=log, env=os.environ
     )
     watch = Consumer({"bootstrap.servers": bootstrap, "group.id": group})
     tps = [TopicPartition(TOPIC, p) for p in range(broker.partitions)]
     url = f"http://127.0.0.1:{port}/metrics"
-
-    def committed() -> int:
-        return sum(max(tp.offset, 0) for tp in watch.committed(tps, timeout=10))
-
-    def every_partition_committed() -> int | None:
-        """Events committed so far, once every partition has a commit; else None."""
-        offsets = [tp.offset for tp in watch.committed(tps, timeout=10)]
-        return sum(offsets) if min(offsets) > 0 else None
 
     def consumers() -> list[int]:
         return [daemon.pid] if workers == 1 else _children(daemon.pid)
@@ -251,38 +300,19 @@ def run_once(
             if settled:
                 break
             time.sleep(0.02)
-        while (done_before := every_partition_committed()) is None:
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"a partition never committed (see {log.name})")
-            time.sleep(0.01)
         pids = consumers()
-        cpu0 = [sum(_cpu(p) for p in pids), _cpu(daemon.pid), _cpu(broker.pid), *_machine()]
-        started = time.perf_counter()
         ends = [high for _, high in (watch.get_watermark_offsets(tp, timeout=10) for tp in tps)]
-        finished: dict[int, float] = {}
-        window: tuple[float, int] | None = None  # (end of the steady window, committed then)
-        cpu1: list[float] = []
+        samples: list[Sample] = []
         while True:  # no more scrapes: only the group's offsets are watched
             offsets = [max(tp.offset, 0) for tp in watch.committed(tps, timeout=10)]
-            now = time.perf_counter()
-            finished.update(
-                (p, now)
-                for p, (o, end) in enumerate(zip(offsets, ends, strict=True))
-                if o >= end and p not in finished
-            )
-            if finished and window is None:
-                window = (now, sum(offsets))
-                cpu1 = [
-                    sum(_cpu(p) for p in pids),
-                    _cpu(daemon.pid),
-                    _cpu(broker.pid),
-                    *_machine(),
-                ]
+            if not samples or offsets != samples[-1].offsets:
+                idle, steal = _machine()
+                cpu = (sum(_cpu(p) for p in pids), _cpu(daemon.pid), _cpu(broker.pid))
+                samples.append(Sample(time.perf_counter(), offsets, (*cpu, idle, steal)))
             if sum(offsets) >= n:
-                ended = now
                 break
             if time.monotonic() > deadline:
-                raise RuntimeError(f"committed {committed()} of {n} (see {log.name})")
+                raise RuntimeError(f"committed {sum(offsets)} of {n} (see {log.name})")
             time.sleep(0.01)
         counted = _events(_scrape(url))
     finally:
@@ -290,34 +320,38 @@ def run_once(
         daemon.send_signal(signal.SIGTERM)
         daemon.wait(60)
         log.close()
-    assert window is not None
-    seconds = window[0] - started
-    in_window = window[1] - done_before
     if counted < n:  # the mock cluster keeps only its newest segments of a partition
         raise RuntimeError(
             f"the daemon counted {counted:.0f} of {n} events: the broker no longer had the "
             "rest (the mock cluster keeps some tens of thousands of records per partition, "
             "about 65k of these); use fewer events or more partitions"
         )
-    if in_window < n // 4:
+    owners_of = owners_from_log(log_path)
+    if sorted(owners_of) != list(range(broker.partitions)):
+        raise RuntimeError(f"no owner logged for some partitions (see {log.name})")
+    i, j, finished = steady_window(samples, owners_of, ends)
+    start, stop = samples[i], samples[j]
+    in_window = sum(stop.offsets) - sum(start.offsets)
+    if j <= i or in_window < n // 4:
         raise UnsteadyRunError(
-            f"{in_window} of {n} events were read while every partition had events left "
-            f"({n - done_before} after the group settled)"
+            f"{max(in_window, 0)} of {n} events were read while every worker had work "
+            f"({n - sum(start.offsets)} after every worker had started)"
         )
-    parent = 0.0 if workers == 1 else cpu1[1] - cpu0[1]
+    seconds = stop.at - start.at
+    used = [b - a for a, b in zip(start.cpu, stop.cpu, strict=True)]
     return Run(
         rate=in_window / seconds,
-        drain=(n - done_before) / (ended - started),
-        whole=n / (ended - (first or started)),
+        drain=(n - sum(start.offsets)) / (samples[-1].at - start.at),
+        whole=n / (samples[-1].at - (first or start.at)),
         counted=counted / n,
         steady_share=in_window / n,
-        cpu_workers=cpu1[0] - cpu0[0],
-        cpu_parent=parent,
-        cpu_broker=cpu1[2] - cpu0[2],
+        cpu_workers=used[0],
+        cpu_parent=0.0 if workers == 1 else used[1],
+        cpu_broker=used[2],
         seconds=seconds,
-        idle=cpu1[3] - cpu0[3],
-        steal=cpu1[4] - cpu0[4],
-        finish_spread=max(finished.values()) - min(finished.values()) if finished else 0.0,
+        idle=used[3],
+        steal=used[4],
+        finish_spread=max(finished) - min(finished),
     )
 
 
@@ -480,7 +514,7 @@ def main() -> int:
             print(
                 f"         run: {r.rate:,.0f}/s over {r.seconds:.2f} s; host cores idle "
                 f"{r.idle / r.seconds:.2f}, stolen by the hypervisor {r.steal / r.seconds:.2f}; "
-                f"partitions reached their end within {r.finish_spread:.2f} s"
+                f"workers finished their shares within {r.finish_spread:.2f} s"
             )
     floor = {w: statistics.median(f[0] for f in v) for w, v in floors.items()}
     floor_cpu = {w: statistics.median(f[1] for f in v) for w, v in floors.items()}
