@@ -29,7 +29,7 @@ test-unit: setup
 lint: setup
 	$(BIN)/ruff check monitor tests bench
 	$(BIN)/ruff format --check monitor tests bench
-	$(BIN)/mypy monitor
+	$(BIN)/mypy monitor bench
 
 ## Prometheus, promtool, Alertmanager and amtool from Debian, for the rule and e2e tests
 system-deps:

@@ -34,7 +34,14 @@ from confluent_kafka import Producer
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from monitor.config import Settings  # noqa: E402
+from monitor.config import (  # noqa: E402
+    DiscoverConfig,
+    DiscoverDefaults,
+    KafkaConfig,
+    LoggingConfig,
+    ServerConfig,
+    Settings,
+)
 from monitor.logs import configure_logging  # noqa: E402
 from monitor.runtime.app import Monitor  # noqa: E402
 
@@ -97,18 +104,18 @@ def main() -> int:
         producer.flush(60)
         expected = args.topics * args.partitions
         settings = Settings(
-            kafka={
-                "bootstrap_servers": bootstrap,
-                "group_id": f"bench-{uuid.uuid4().hex[:6]}",
-                "start_from": "earliest",
-            },
-            server={"bind_address": "127.0.0.1", "port": 0},
-            logging={"format": "json", "level": "warning"},
-            discover={
-                "include": [prefix + "\\."],
-                "max_products": args.topics + 10,
-                "defaults": {"partition_series": not args.no_partition_series},
-            },
+            kafka=KafkaConfig(
+                bootstrap_servers=bootstrap,
+                group_id=f"bench-{uuid.uuid4().hex[:6]}",
+                start_from="earliest",
+            ),
+            server=ServerConfig(bind_address="127.0.0.1", port=0),
+            logging=LoggingConfig(format="json", level="warning"),
+            discover=DiscoverConfig(
+                include=[prefix + "\\."],
+                max_products=args.topics + 10,
+                defaults=DiscoverDefaults(partition_series=not args.no_partition_series),
+            ),
         )
         stop_producing = threading.Event()
 

@@ -20,15 +20,19 @@ import struct
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from fastavro import schemaless_reader, schemaless_writer
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from monitor.completeness.config import CompletenessConfig  # noqa: E402
-from monitor.config import ProductConfig  # noqa: E402
+from monitor.completeness.config import (  # noqa: E402
+    CompletenessConfig,
+    ExpectedConfig,
+    SequenceConfig,
+)
+from monitor.config import Encoding, ProductConfig  # noqa: E402
 from monitor.contract.decoding import (  # noqa: E402
     ConfluentDecoder,
     Decoder,
@@ -133,12 +137,12 @@ def tidemark(encoding: str, completeness: bool, msgs: list[Msg]) -> float:
         owner="bench",
         topic=TOPIC,
         contract=CONTRACT,
-        encoding=encoding,
+        encoding=cast(Encoding, encoding),  # from --encodings; ProductConfig checks it
         event_time="occurred_at",
         completeness=(
             CompletenessConfig(
-                sequence={"producer_field": "producer_id", "sequence_field": "sequence"},  # type: ignore[arg-type]
-                expected={"min_events_per_window": 1},  # type: ignore[arg-type]
+                sequence=SequenceConfig(producer_field="producer_id", sequence_field="sequence"),
+                expected=ExpectedConfig(min_events_per_window=1),
             )
             if completeness
             else None

@@ -37,10 +37,10 @@ from fastavro import parse_schema, schemaless_reader, schemaless_writer
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from monitor.contract.cel import to_cel
-from monitor.contract.ruleconfig import RuleConfig
-from monitor.contract.rules import compile_rules
+from monitor.contract.ruleconfig import AllowedValues, Range, RuleConfig
+from monitor.contract.rules import CompiledRules, compile_rules
 
-SCHEMA = {
+SCHEMA: dict[str, Any] = {
     "type": "record",
     "name": "Order",
     "namespace": "bench",
@@ -80,11 +80,12 @@ RULES = {
 }
 PATTERN = {"sku_format": "message.sku.matches('^[A-Z]{3}-[0-9]+$')"}
 CONFIG = [
-    RuleConfig(name="positive_amount", range={"field": "amount", "min": 0.01}),
+    RuleConfig(name="positive_amount", range=Range(field="amount", min=0.01)),
     RuleConfig(
-        name="known_currency", allowed_values={"field": "currency", "values": ["EUR", "USD", "GBP"]}
+        name="known_currency",
+        allowed_values=AllowedValues(field="currency", values=["EUR", "USD", "GBP"]),
     ),
-    RuleConfig(name="sane_quantity", range={"field": "quantity", "min": 1, "max": 1000}),
+    RuleConfig(name="sane_quantity", range=Range(field="quantity", min=1, max=1000)),
 ]
 
 
@@ -202,7 +203,11 @@ def bench_engine(engine: Engine, number: int, repeat: int) -> None:
     print(f"\n{engine.name}")
     for name, source in {**RULES, **PATTERN}.items():
         run = engine.one(source)
-        print(f"  {best(lambda run=run: run(msg), n, repeat):8.2f} µs  one rule: {name}")
+
+        def one_rule(run: Callable[[Any], Any] = run) -> Any:
+            return run(msg)
+
+        print(f"  {best(one_rule, n, repeat):8.2f} µs  one rule: {name}")
     sources = list(RULES.values())
     calls = [engine.one(s) for s in sources]
     shared = engine.shared(sources)
@@ -279,8 +284,15 @@ def bench_compiled(number: int, repeat: int) -> None:
     variants["1 CEL_FIELD rule over all 10 fields"] = compile_rules((), [field_rule], schema=schema)
     print("\nTidemark CompiledRules.evaluate, per event (3 rules unless said)")
     for label, compiled in variants.items():
-        good_us = best(lambda c=compiled: c.evaluate(RECORD), number, repeat)
-        bad_us = best(lambda c=compiled: c.evaluate(bad), number, repeat)
+
+        def all_pass(c: CompiledRules = compiled) -> Any:
+            return c.evaluate(RECORD)
+
+        def violating(c: CompiledRules = compiled) -> Any:
+            return c.evaluate(bad)
+
+        good_us = best(all_pass, number, repeat)
+        bad_us = best(violating, number, repeat)
         print(f"  {good_us:8.2f} µs all pass  {bad_us:8.2f} µs 2 violations  {label}")
 
 
@@ -301,7 +313,11 @@ def bench_scaling(number: int, repeat: int) -> None:
                 for i in range(count)
             ]
         )
-        us = best(lambda c=compiled: c.evaluate(RECORD), number, repeat)
+
+        def all_pass(c: CompiledRules = compiled) -> Any:
+            return c.evaluate(RECORD)
+
+        us = best(all_pass, number, repeat)
         print(f"  {us:8.2f} µs  {count} rules")
 
 

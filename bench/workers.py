@@ -363,7 +363,7 @@ def floor_child(bootstrap: str, partitions: list[int], properties: dict[str, str
     handle = floor_work()
     consumer = Consumer(
         {
-            **KafkaConfig(bootstrap_servers=bootstrap, properties=properties).librdkafka(),
+            **KafkaConfig(bootstrap_servers=bootstrap, properties=dict(properties)).librdkafka(),
             "group.id": f"bench-floor-{uuid.uuid4().hex[:8]}",
             "enable.auto.commit": False,
             "auto.offset.reset": "earliest",
@@ -520,8 +520,8 @@ def main() -> int:
     floor_cpu = {w: statistics.median(f[1] for f in v) for w, v in floors.items()}
     print(f"\n{'floor':<8} {'events/s':>16} {'events/CPU-s':>13}   runs (cores stolen)")
     for w, v in floors.items():
-        runs = ", ".join(f"{f[0]:,.0f} ({f[2]:.2f})" for f in v)
-        print(f"{w:<8} {floor[w]:>16,.0f} {floor_cpu[w]:>13,.0f}   {runs}")
+        floor_runs = ", ".join(f"{f[0]:,.0f} ({f[2]:.2f})" for f in v)
+        print(f"{w:<8} {floor[w]:>16,.0f} {floor_cpu[w]:>13,.0f}   {floor_runs}")
     w = args.workers
     print(f"\n{w} workers / 1 worker, steady state = {med[w] / med[1]:.2f}")
     drain = median(w, lambda r: r.drain) / median(1, lambda r: r.drain)
