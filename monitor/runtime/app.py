@@ -138,9 +138,20 @@ class Monitor:
             )
             # No clients, no topic when no product judges windows.
             sharing = settings.completeness_sharing
+            # Discovered products judge windows when the defaults give them volume.
+            discovers_windows = (
+                settings.discover is not None
+                and settings.discover.defaults.completeness is not None
+            )
             self.sharing = (
-                Sharing(sharing, conf, self.pipeline, logger=librdkafka_log)
-                if sharing.enabled and shareable(self.pipeline)
+                Sharing(
+                    sharing,
+                    conf,
+                    self.pipeline,
+                    logger=librdkafka_log,
+                    discovers_windows=discovers_windows,
+                )
+                if sharing.enabled and (shareable(self.pipeline) or discovers_windows)
                 else None
             )
         except (KafkaException, ValueError, TypeError) as exc:

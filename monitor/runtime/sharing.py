@@ -52,10 +52,11 @@ _CONSUMER_ONLY = ("group.id", "on_commit", "fetch.queue.backoff.ms", "enable.aut
 
 def shareable(pipeline: Pipeline) -> bool:
     """Some product judges windows (manifests or expected volume): worth sharing."""
-    return any(
-        p.completeness is not None and p.completeness.windows is not None
-        for p in pipeline.products.values()
-    )
+    return any(_judges_windows(p) for p in pipeline.products.values())
+
+
+def _judges_windows(product: ProductPipeline) -> bool:
+    return product.completeness is not None and product.completeness.windows is not None
 
 
 @dataclass(slots=True)
@@ -79,34 +80,18 @@ class Sharing:
         pipeline: Pipeline,
         *,
         logger: LibrdkafkaLogger | None = None,
+        discovers_windows: bool = False,
     ) -> None:
         self.config = config
         self.pipeline = pipeline
         self.topic = config.topic
+        # Replaced, never changed in place: the reader iterates them without the lock.
         self.by_name: dict[str, SharedProduct] = {}
         self.by_topic: dict[str, SharedProduct] = {}
+        # Discovery may add products that judge windows while running (add()).
+        self.discovers_windows = discovers_windows
         for topic, product in pipeline.products.items():
-            tracker = product.completeness
-            windows = tracker.windows if tracker is not None else None
-            if tracker is None or windows is None:
-                continue  # sequences only: judged per partition, nothing to share
-            c = tracker.config
-            keep = c.max_open_windows + c.max_retained_windows
-            shared = SharedProduct(
-                topic,
-                product,
-                PartitionCounts(product.config.name, c.window, max_windows=keep),
-                ProductTable(window=c.window, max_entries=config.max_entries, keep_windows=keep),
-                Reconciler(
-                    product.config.name,
-                    windows,
-                    c.window,
-                    product.config.max_out_of_orderness,
-                ),
-            )
-            tracker.share(shared.counts, shared.table, shared.reconciler)
-            self.by_topic[topic] = shared
-            self.by_name[product.config.name] = shared
+            self._share(topic, product)
         base = {k: v for k, v in kafka_conf.items() if k not in _CONSUMER_ONLY}
         librdkafka_log = logger or LibrdkafkaLogger()
         self._admin_conf = base
@@ -125,13 +110,66 @@ class Sharing:
         self._partitions = 0
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self._lock = threading.Lock()  # catch-up requests
+        self._lock = threading.Lock()  # catch-up and rewind requests
         self._requests: list[threading.Event] = []
+        self._rewind: set[int] = set()  # shared-topic partitions to read again
+
+    def _share(self, topic: str, product: ProductPipeline) -> bool:
+        """Share one product's windows; False when it judges none (sequences only:
+        judged per partition, nothing to share)."""
+        tracker = product.completeness
+        windows = tracker.windows if tracker is not None else None
+        if tracker is None or windows is None:
+            return False
+        c = tracker.config
+        keep = c.max_open_windows + c.max_retained_windows
+        shared = SharedProduct(
+            topic,
+            product,
+            PartitionCounts(product.config.name, c.window, max_windows=keep),
+            ProductTable(window=c.window, max_entries=self.config.max_entries, keep_windows=keep),
+            Reconciler(
+                product.config.name,
+                windows,
+                c.window,
+                product.config.max_out_of_orderness,
+            ),
+        )
+        tracker.share(shared.counts, shared.table, shared.reconciler)
+        self.by_topic = {**self.by_topic, topic: shared}
+        self.by_name = {**self.by_name, product.config.name: shared}
+        return True
+
+    # --- discovered products (the loop calls these under the pipeline lock) -----------
+    def add(self, products: dict[str, ProductPipeline]) -> None:
+        """Share the windows of products discovery just built.
+
+        The reader skipped their records until now, so the partitions of the shared
+        topic that hold them are read again from the beginning before the next
+        catch-up completes (records are idempotent: the others' change nothing).
+        """
+        added = [
+            t
+            for t, p in products.items()
+            if (t not in self.by_topic or self.by_topic[t].product is not p) and self._share(t, p)
+        ]
+        if added:
+            with self._lock:
+                self._rewind.update(
+                    self._partition_of(self.by_topic[t].counts.product) for t in added
+                )
+
+    def forget(self, topics: Iterable[str]) -> None:
+        """Discovered products the pipeline dropped: their records are skipped again."""
+        gone = {id(self.by_topic[t]) for t in topics if t in self.by_topic}
+        if gone:
+            self.by_topic = {t: s for t, s in self.by_topic.items() if id(s) not in gone}
+            self.by_name = {n: s for n, s in self.by_name.items() if id(s) not in gone}
 
     # --- set-up -------------------------------------------------------------------
     def start(self) -> None:
         """Create the topic if missing (compacted), learn its partitions, start reading."""
-        if not self.by_topic:
+        if not self.by_topic and not self.discovers_windows:
             return
         self._ensure_topic()
         self._thread = threading.Thread(target=self._run, name="tidemark-sharing", daemon=True)
@@ -249,6 +287,9 @@ class Sharing:
         """
         records: list[Record] = []
         with self.pipeline.lock:
+            products = self.pipeline.products
+            # A discovered topic deleted meanwhile (dropped by the lag thread).
+            self.forget([t for t, s in self.by_topic.items() if products.get(t) is not s.product])
             hws = self.pipeline.high_watermarks
             for topic, shared in self.by_topic.items():
                 clocks = shared.product.clock.partitions
@@ -343,6 +384,15 @@ class Sharing:
         waiting: list[threading.Event],
     ) -> tuple[dict[int, int] | None, list[threading.Event]]:
         """One read: take catch-up requests, apply records, release caught-up waiters."""
+        with self._lock:
+            rewind, self._rewind = self._rewind, set()
+        if rewind:  # before any catch-up completes: a waiter must see those records
+            for p in rewind:
+                position[p] = 0
+            # A new assignment: librdkafka drops what it fetched for the old positions.
+            self._reader.assign(
+                [TopicPartition(self.topic, p, position[p] or OFFSET_BEGINNING) for p in parts]
+            )
         if targets is None:
             with self._lock:
                 waiting, self._requests = self._requests, []
