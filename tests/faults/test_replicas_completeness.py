@@ -109,24 +109,32 @@ class Script:
         self.broker.flush()
 
 
-def config(path: Path, broker: Broker, topic: str, control: str, shared: str, group: str) -> Path:
+def sharing_settings(broker: Broker, group: str, shared: str) -> dict[str, Any]:
+    """A replica's settings apart from what it watches: quick polls, commits and
+    rejoins (the mock's short session), sharing through `shared`."""
     properties: dict[str, Any] = dict(broker.group_settings)
     if broker.name == "mock":
         properties.update(MOCK_REJOIN)
+    return {
+        "kafka": {
+            "bootstrap_servers": broker.bootstrap,
+            "group_id": group,
+            "poll_timeout": 0.1,
+            "commit_interval": 0.5,
+            "start_from": "earliest",
+            "properties": properties,
+        },
+        "lag": {"refresh_interval": 0.5},
+        "logging": {"format": "json", "level": "info"},
+        "completeness_sharing": {"enabled": True, "topic": shared},
+    }
+
+
+def config(path: Path, broker: Broker, topic: str, control: str, shared: str, group: str) -> Path:
     path.write_text(
         yaml.safe_dump(
             {
-                "kafka": {
-                    "bootstrap_servers": broker.bootstrap,
-                    "group_id": group,
-                    "poll_timeout": 0.1,
-                    "commit_interval": 0.5,
-                    "start_from": "earliest",
-                    "properties": properties,
-                },
-                "lag": {"refresh_interval": 0.5},
-                "logging": {"format": "json", "level": "info"},
-                "completeness_sharing": {"enabled": True, "topic": shared},
+                **sharing_settings(broker, group, shared),
                 "products": [
                     {
                         "name": "orders",

@@ -17,7 +17,13 @@ from pathlib import Path
 import pytest
 import yaml
 from harness import Broker, TidemarkProcess, scrape, wait_for
-from test_replicas_completeness import MOCK_REJOIN, Verdicts, covered, wait_verdicts
+from test_replicas_completeness import (
+    Verdicts,
+    counted,
+    covered,
+    sharing_settings,
+    wait_verdicts,
+)
 
 W = 10  # window seconds
 PARTITIONS = 3
@@ -59,21 +65,10 @@ def tick(broker: Broker, topic: str, t0: int) -> int:
 
 
 def config(path: Path, broker: Broker, prefix: str, shared: str, group: str) -> Path:
-    properties = {**broker.group_settings, **MOCK_REJOIN}
     path.write_text(
         yaml.safe_dump(
             {
-                "kafka": {
-                    "bootstrap_servers": broker.bootstrap,
-                    "group_id": group,
-                    "poll_timeout": 0.1,
-                    "commit_interval": 0.5,
-                    "start_from": "earliest",
-                    "properties": properties,
-                },
-                "lag": {"refresh_interval": 0.5},
-                "logging": {"format": "json", "level": "info"},
-                "completeness_sharing": {"enabled": True, "topic": shared},
+                **sharing_settings(broker, group, shared),
                 "discover": {
                     "include": [prefix + r"\."],
                     "refresh_interval": 1.0,
@@ -96,10 +91,6 @@ def config(path: Path, broker: Broker, prefix: str, shared: str, group: str) -> 
 
 def owned(proc: TidemarkProcess) -> float:
     return scrape(proc.metrics_url).total("tidemark_assigned_partitions")
-
-
-def counted(procs: list[TidemarkProcess]) -> float:
-    return sum(scrape(p.metrics_url).total("tidemark_events_total") for p in procs)
 
 
 @pytest.mark.parametrize("replicas", [1, 2])
