@@ -109,8 +109,6 @@ class ConsumeLoop:
         if discovered:
             with self.pipeline.lock:
                 self.pipeline.add_discovered(discovered)
-                if self.sharing is not None:
-                    self.sharing.add(discovered)
         try:
             committed = consumer.committed(partitions, timeout=10)
         except KafkaException as exc:
@@ -156,8 +154,6 @@ class ConsumeLoop:
             forgotten = self.pipeline.forget_discovered(
                 (tp.topic, tp.partition) for tp in committed
             )
-            if self.sharing is not None and forgotten:
-                self.sharing.forget(forgotten)
             self.health.assigned = self.pipeline.owns_partitions()
             self.health.connected = True
             recovered = self.health.kafka.answered(now)  # only a coordinator assigns

@@ -52,11 +52,10 @@ _CONSUMER_ONLY = ("group.id", "on_commit", "fetch.queue.backoff.ms", "enable.aut
 
 def shareable(pipeline: Pipeline) -> bool:
     """Some product judges windows (manifests or expected volume): worth sharing."""
-    return any(_judges_windows(p) for p in pipeline.products.values())
-
-
-def _judges_windows(product: ProductPipeline) -> bool:
-    return product.completeness is not None and product.completeness.windows is not None
+    return any(
+        p.completeness is not None and p.completeness.windows is not None
+        for p in pipeline.products.values()
+    )
 
 
 @dataclass(slots=True)
@@ -88,10 +87,10 @@ class Sharing:
         # Replaced, never changed in place: the reader iterates them without the lock.
         self.by_name: dict[str, SharedProduct] = {}
         self.by_topic: dict[str, SharedProduct] = {}
-        # Discovery may add products that judge windows while running (add()).
+        # Discovery may add products that judge windows while running (see _follow).
         self.discovers_windows = discovers_windows
-        for topic, product in pipeline.products.items():
-            self._share(topic, product)
+        self._followed: dict[str, ProductPipeline] | None = None
+        self._follow()
         base = {k: v for k, v in kafka_conf.items() if k not in _CONSUMER_ONLY}
         librdkafka_log = logger or LibrdkafkaLogger()
         self._admin_conf = base
@@ -114,13 +113,13 @@ class Sharing:
         self._requests: list[threading.Event] = []
         self._rewind: set[int] = set()  # shared-topic partitions to read again
 
-    def _share(self, topic: str, product: ProductPipeline) -> bool:
-        """Share one product's windows; False when it judges none (sequences only:
-        judged per partition, nothing to share)."""
+    def _shared(self, topic: str, product: ProductPipeline) -> SharedProduct | None:
+        """The shared state of one product's windows; None when it judges none
+        (sequences only: judged per partition, nothing to share)."""
         tracker = product.completeness
         windows = tracker.windows if tracker is not None else None
         if tracker is None or windows is None:
-            return False
+            return None
         c = tracker.config
         keep = c.max_open_windows + c.max_retained_windows
         shared = SharedProduct(
@@ -136,35 +135,39 @@ class Sharing:
             ),
         )
         tracker.share(shared.counts, shared.table, shared.reconciler)
-        self.by_topic = {**self.by_topic, topic: shared}
-        self.by_name = {**self.by_name, product.config.name: shared}
-        return True
+        return shared
 
-    # --- discovered products (the loop calls these under the pipeline lock) -----------
-    def add(self, products: dict[str, ProductPipeline]) -> None:
-        """Share the windows of products discovery just built.
+    def _follow(self) -> list[SharedProduct]:
+        """Share what the pipeline has now; call under the pipeline lock (or before
+        the reader starts). Returns the products newly shared.
 
-        The reader skipped their records until now, so the partitions of the shared
-        topic that hold them are read again from the beginning before the next
-        catch-up completes (records are idempotent: the others' change nothing).
+        Discovery adds and drops products while running; the pipeline replaces its
+        `products` dict when it does, so an unchanged one costs a single test. A
+        product dropped (topic deleted, no partitions left here) stops being shared;
+        one built again for the same topic replaces the old one.
         """
-        added = [
-            t
-            for t, p in products.items()
-            if (t not in self.by_topic or self.by_topic[t].product is not p) and self._share(t, p)
-        ]
+        products = self.pipeline.products
+        if products is self._followed:
+            return []
+        self._followed = products
+        by_topic = {t: s for t, s in self.by_topic.items() if products.get(t) is s.product}
+        added = []
+        for topic, product in products.items():
+            if topic not in by_topic and (shared := self._shared(topic, product)) is not None:
+                by_topic[topic] = shared
+                added.append(shared)
+        self.by_topic = by_topic
+        self.by_name = {s.counts.product: s for s in by_topic.values()}
+        return added
+
+    def _read_again(self, added: list[SharedProduct]) -> None:
+        """Products shared while running: the reader skipped their records until now,
+        so the shared-topic partitions holding them are read again from the beginning
+        before the next catch-up completes (records are idempotent: the others' records
+        change nothing)."""
         if added:
             with self._lock:
-                self._rewind.update(
-                    self._partition_of(self.by_topic[t].counts.product) for t in added
-                )
-
-    def forget(self, topics: Iterable[str]) -> None:
-        """Discovered products the pipeline dropped: their records are skipped again."""
-        gone = {id(self.by_topic[t]) for t in topics if t in self.by_topic}
-        if gone:
-            self.by_topic = {t: s for t, s in self.by_topic.items() if id(s) not in gone}
-            self.by_name = {n: s for n, s in self.by_name.items() if id(s) not in gone}
+                self._rewind.update(self._partition_of(s.counts.product) for s in added)
 
     # --- set-up -------------------------------------------------------------------
     def start(self) -> None:
@@ -237,6 +240,8 @@ class Sharing:
     ) -> dict[tuple[str, int], int]:
         """Before counting: read the topic to its end, seed each new partition's counts
         and say up to which offset they are already covered (the resume offset)."""
+        with self.pipeline.lock:  # discovery may have added products for these
+            self._read_again(self._follow())
         mine = [(t, p) for t, p in partitions if t in self.by_topic]
         if not mine:
             return {}
@@ -287,9 +292,7 @@ class Sharing:
         """
         records: list[Record] = []
         with self.pipeline.lock:
-            products = self.pipeline.products
-            # A discovered topic deleted meanwhile (dropped by the lag thread).
-            self.forget([t for t, s in self.by_topic.items() if products.get(t) is not s.product])
+            self._read_again(self._follow())  # e.g. a discovered topic deleted meanwhile
             hws = self.pipeline.high_watermarks
             for topic, shared in self.by_topic.items():
                 clocks = shared.product.clock.partitions
