@@ -154,7 +154,7 @@ class UnsteadyRunError(Exception):
 class Run:
     """One run: steady-state rate and where the CPU went while it lasted."""
 
-    rate: float  # events/s committed while every partition had events left (steady window)
+    rate: float  # events/s committed while every worker had work (the steady window)
     drain: float  # events/s from the same start until every partition was read to its end
     whole: float  # events/s from the first event counted (start-up rebalance included)
     counted: float  # events counted / n (above 1: read twice around a rebalance)
